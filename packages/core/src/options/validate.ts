@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { InvalidOptionError, type OptionIssue } from '../errors.js';
+
+/**
+ * Validates `input` against `schema` once, at construction. On failure throws InvalidOptionError whose
+ * issues name the option's dotted path (prefixed with `prefix`), the value given and what was expected.
+ */
+export function parseOptions<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  where = 'AMAS options',
+  prefix = '',
+): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw new InvalidOptionError(toOptionIssues(result.error.issues, input, prefix), where);
+}
+
+export function toOptionIssues(issues: readonly z.core.$ZodIssue[], input: unknown, prefix = ''): OptionIssue[] {
+  const out: OptionIssue[] = [];
+  for (const issue of issues) {
+    // A union failure: report the branch the user most likely meant (the one that got furthest).
+    if (issue.code === 'invalid_union' && Array.isArray((issue as { errors?: unknown }).errors)) {
+      const branches = (issue as unknown as { errors: z.core.$ZodIssue[][] }).errors;
+      const best = branches.slice().sort((a, b) => depth(b) - depth(a))[0];
+      if (best && best.length && depth(best) > 0) {
+        out.push(
+          ...toOptionIssues(
+            best.map((b) => ({ ...b, path: [...issue.path, ...b.path] })),
+            input,
+            prefix,
+          ),
+        );
+        continue;
+      }
+    }
+    const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
+    out.push({ path, received: describe(valueAt(input, issue.path)), expected: expectedOf(issue) });
+  }
+  return out;
+}
+
+function depth(issues: readonly z.core.$ZodIssue[]): number {
+  return Math.max(0, ...issues.map((i) => i.path.length + (i.code === 'invalid_type' ? 0 : 0.5)));
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value: unknown = input;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+function expectedOf(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.expected;
+    case 'too_small':
+      return `${issue.origin === 'array' ? 'an array with length' : issue.origin === 'string' ? 'a string of length' : 'a number'} ${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}`;
+    case 'too_big':
+      return `${issue.origin === 'array' ? 'an array with length' : issue.origin === 'string' ? 'a string of length' : 'a number'} ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}`;
+    case 'invalid_value':
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'unrecognized_keys':
+      return `no unknown keys (unknown: ${issue.keys.join(', ')})`;
+    default:
+      return issue.message;
+  }
+}
+
+/** A short, safe description of a received value for error messages. */
+export function describe(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (value === null) return 'null';
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  try {
+    const json = JSON.stringify(value);
+    return json.length > 80 ? `${json.slice(0, 77)}...` : json;
+  } catch {
+    return 'an object';
+  }
+}
+
+/** Shared schema pieces so every policy spells durations and counts the same way. */
+export const durationMs = z.number().finite().nonnegative();
+export const positiveInt = z.number().int().positive();
+export const nonNegativeInt = z.number().int().nonnegative();
+export const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'a function' });
+export const clockSchema = z.custom<import('../clock.js').Clock>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as { now?: unknown }).now === 'function' &&
+    typeof (v as { setTimeout?: unknown }).setTimeout === 'function' &&
+    typeof (v as { clearTimeout?: unknown }).clearTimeout === 'function',
+  { message: 'a Clock ({ now, setTimeout, clearTimeout })' },
+);
