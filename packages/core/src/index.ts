@@ -1,5 +1,40 @@
+// Errors, time, events, logging
 export * from './errors.js';
 export * from './clock.js';
 export * from './events.js';
-export * from './policies/policy.js';
+export * from './logger.js';
 export { parseOptions, describe as describeValue } from './options/validate.js';
+export { parseDuration, durationSchema } from './options/duration.js';
+export { stableKey, stableStringify } from './util/stable-key.js';
+
+// Engine and options
+export { Amas, createAmas, isAmas, resolveAmas } from './amas.js';
+export type { AmasOptions, RouteOptions, HttpOptions } from './options/schema.js';
+export { amasOptionsSchema, routeOptionsSchema } from './options/schema.js';
+
+// Policies
+export * from './policies/policy.js';
+export * from './policies/circuit-breaker.js';
+export * from './policies/breaker-registry.js';
+export * from './policies/retry.js';
+export * from './policies/retry-after.js';
+export * from './policies/timeout.js';
+export * from './policies/bulkhead.js';
+export * from './policies/single-flight.js';
+export * from './policies/compose.js';
+export * from './policies/limit-decision.js';
+export * from './policies/token-bucket.js';
+export * from './policies/sliding-window.js';
+export * from './policies/limiters.js';
+
+// HTTP pipeline (used by adapters)
+export * from './http/neutral-request.js';
+export * from './http/identity.js';
+export * from './http/rate-limit-headers.js';
+export * from './http/rejection.js';
+export { HttpPipeline, RequestTicket } from './http/pipeline.js';
+export type { Admission, CompiledRoute, Outcome, SharedResponse, ResolvedHttpOptions } from './http/pipeline.js';
+export * from './http/node-response.js';
+
+// Metrics
+export { AmasMetrics, type MetricsOptions } from './metrics/amas-metrics.js';

@@ -1,0 +1,362 @@
+import { performance } from 'node:perf_hooks';
+import { BreakerOpenError, RateLimitedError, isAmasError, type AmasError } from '../errors.js';
+import type { BreakerPermit, CircuitBreaker } from '../policies/circuit-breaker.js';
+import type { LimitDecision, Limiter } from '../policies/limit-decision.js';
+import { parseOptions } from '../options/validate.js';
+import { routeOptionsSchema, type RouteOptions } from '../options/schema.js';
+import { stableKey } from '../util/stable-key.js';
+import { resolveIdentity, type IdentityFn } from './identity.js';
+import type { NeutralRequest } from './neutral-request.js';
+import { rateLimitHeaders, type RateLimitHeaderMode } from './rate-limit-headers.js';
+import { defaultRejectionBody, renderRejection, type Rejection, type RejectionBodyRenderer } from './rejection.js';
+import type { AmasMetrics } from '../metrics/amas-metrics.js';
+
+/** What the pipeline needs from the engine (kept narrow so the pipeline is testable alone). */
+export interface PipelineHost {
+  readonly metrics: AmasMetrics;
+  breaker(name: string, overrides?: Record<string, unknown>): CircuitBreaker;
+  /** A named limiter from `limits`, or one built from an inline spec (cached per spec). */
+  resolveLimiter(ref: unknown, where: string): Limiter;
+  readonly httpOptions: ResolvedHttpOptions;
+}
+
+export interface ResolvedHttpOptions {
+  limit?: unknown;
+  breaker?: unknown;
+  dedup?: boolean | { key?: (req: NeutralRequest) => string };
+  identity?: IdentityFn;
+  trustProxy: boolean | number;
+  rateLimitHeaders: RateLimitHeaderMode;
+  responseTime: boolean;
+  observeBreakers: boolean;
+  isFailureStatus: (status: number) => boolean;
+  rejectionBody: RejectionBodyRenderer;
+  maxSharedBodyBytes: number;
+}
+
+/** A route's options, validated and resolved to live limiters and breakers once, at start-up. */
+export interface CompiledRoute {
+  readonly pattern: string | undefined;
+  readonly skip: boolean;
+  readonly limiters: readonly Limiter[];
+  /** An enforcing breaker: rejects with 503 while open. */
+  readonly breaker: CircuitBreaker | undefined;
+  readonly observe: boolean;
+  readonly dedup: false | { key?: (req: NeutralRequest) => string };
+  readonly identity: IdentityFn | undefined;
+}
+
+/** A response a dedup leader produced, replayed to its followers. */
+export interface SharedResponse {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+}
+
+export interface Outcome {
+  status: number;
+  /** Response headers at the end (used to share the response with dedup followers). */
+  headers?: Record<string, string | string[] | number | undefined>;
+  /** The full body, when the adapter captured it (dedup leaders). */
+  body?: Buffer;
+  /** The handler threw (and the framework turned it into `status`). */
+  error?: unknown;
+  /** The client went away before the response was complete. */
+  aborted?: boolean;
+}
+
+export type Admission =
+  | { action: 'skip' }
+  | { action: 'pass'; ticket: RequestTicket }
+  | { action: 'replay'; ticket: RequestTicket; response: SharedResponse }
+  | { action: 'reject'; ticket: RequestTicket; rejection: Rejection };
+
+/** Headers that describe one response on one connection and must not be copied to another. */
+const PER_RESPONSE_HEADERS = new Set([
+  'date',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'set-cookie',
+  'x-response-time',
+  'server-timing',
+  'ratelimit',
+  'ratelimit-policy',
+  'x-ratelimit-limit',
+  'x-ratelimit-remaining',
+  'x-ratelimit-reset',
+  'retry-after',
+]);
+
+type Flight = Promise<SharedResponse | undefined>;
+
+/**
+ * The framework-neutral request pipeline: limit -> dedup -> breaker -> (handler) -> record.
+ * `admit` answers synchronously unless the request waits for an identical in-flight one.
+ */
+export class HttpPipeline {
+  private readonly flights = new Map<string, Flight>();
+  private readonly observers = new Map<string, CircuitBreaker>();
+
+  constructor(private readonly host: PipelineHost) {}
+
+  /** Validates and resolves route options at start-up; throws InvalidOptionError with the option's path. */
+  compile(options: RouteOptions | undefined, pattern?: string): CompiledRoute {
+    const where = pattern ? `AMAS route options for ${pattern}` : 'AMAS route options';
+    const route = parseOptions(routeOptionsSchema, options ?? {}, where);
+    const http = this.host.httpOptions;
+    const limitRef = route.limit !== undefined ? route.limit : http.limit;
+    const refs = limitRef === undefined || limitRef === false ? [] : Array.isArray(limitRef) ? limitRef : [limitRef];
+    const limiters = refs.map((ref, i) => this.host.resolveLimiter(ref, `${where}: limit${refs.length > 1 ? `[${i}]` : ''}`));
+    const breakerRef = route.breaker !== undefined ? route.breaker : http.breaker;
+    let breaker: CircuitBreaker | undefined;
+    if (typeof breakerRef === 'string') breaker = this.host.breaker(breakerRef);
+    else if (breakerRef && typeof breakerRef === 'object') {
+      const { name, ...overrides } = breakerRef as { name: string } & Record<string, unknown>;
+      breaker = this.host.breaker(name, overrides);
+    }
+    const dedupOpt = route.dedup !== undefined ? route.dedup : http.dedup;
+    const dedup = !dedupOpt ? false : dedupOpt === true ? {} : { key: dedupOpt.key as ((req: NeutralRequest) => string) | undefined };
+    return {
+      pattern,
+      skip: route.skip === true,
+      limiters,
+      breaker,
+      observe: !breaker && http.observeBreakers,
+      dedup,
+      identity: (route.identity as IdentityFn | undefined) ?? http.identity,
+    };
+  }
+
+  admit(req: NeutralRequest, route: CompiledRoute): Admission | Promise<Admission> {
+    if (route.skip) return { action: 'skip' };
+    const started = performance.now();
+    const http = this.host.httpOptions;
+    const metrics = this.host.metrics;
+    const pattern = route.pattern ?? req.route;
+    let identity: string | undefined;
+    const who = () => (identity ??= resolveIdentity(req, { identity: route.identity, trustProxy: http.trustProxy }));
+
+    // 1. Limits: every limiter must allow. Headers describe every window of every limit.
+    let limitHeaders: Record<string, string> | undefined;
+    if (route.limiters.length > 0) {
+      const decisions: LimitDecision[] = [];
+      for (const limiter of route.limiters) {
+        const decision = limiter.check(who(), 1);
+        metrics.rateLimitDecisions.inc({ limit: limiter.name, outcome: decision.allowed ? 'allowed' : 'limited' });
+        decisions.push(decision);
+        if (!decision.allowed) {
+          const error = new RateLimitedError(`Rate limit "${limiter.name}" exceeded; retry in ${Math.ceil(decision.retryAfterMs / 1000)}s`, {
+            retryAfterMs: decision.retryAfterMs,
+            details: { limit: limiter.name },
+          });
+          const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'rate_limited');
+          return { action: 'reject', ticket, rejection: this.reject(error, rateLimitHeaders(merge(decisions, false), http.rateLimitHeaders), ticket) };
+        }
+      }
+      limitHeaders = rateLimitHeaders(merge(decisions, true), http.rateLimitHeaders);
+    }
+
+    // 2. Dedup: an identical request in flight answers this one too.
+    let leaderKey: string | undefined;
+    if (route.dedup) {
+      const key = this.dedupKey(req, route, who());
+      const flight = this.flights.get(key);
+      if (flight) return this.follow(flight, req, route, started, limitHeaders, pattern);
+      leaderKey = key;
+    }
+
+    // 3. Breaker: an open enforcing breaker rejects fast; otherwise the request holds a permit.
+    let permit: BreakerPermit | undefined;
+    if (route.breaker) {
+      const acquired = route.breaker.tryAcquire();
+      if (isAmasError(acquired)) {
+        const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'breaker_open');
+        return { action: 'reject', ticket, rejection: this.reject(acquired as BreakerOpenError, limitHeaders ?? {}, ticket) };
+      }
+      permit = acquired as BreakerPermit;
+    } else if (route.observe && pattern) {
+      const acquired = this.observer(req.method, pattern).tryAcquire();
+      // Observe mode never rejects: while the breaker is open it simply records nothing.
+      if (!isAmasError(acquired)) permit = acquired as BreakerPermit;
+    }
+
+    const ticket = new RequestTicket(this, route, req, started, permit, limitHeaders, undefined);
+    if (leaderKey !== undefined) ticket.lead(leaderKey, this.flights);
+    return { action: 'pass', ticket };
+  }
+
+  /** Renders an AMAS error thrown inside a handler (e.g. an open breaker around an upstream call). */
+  rejectionFor(error: unknown): Rejection | undefined {
+    if (!isAmasError(error)) return undefined;
+    return renderRejection(error, {}, this.host.httpOptions.rejectionBody);
+  }
+
+  /** @internal */
+  get options(): ResolvedHttpOptions {
+    return this.host.httpOptions;
+  }
+
+  /** @internal */
+  get metrics(): AmasMetrics {
+    return this.host.metrics;
+  }
+
+  private reject(error: AmasError, headers: Record<string, string>, ticket: RequestTicket): Rejection {
+    return renderRejection(error, { ...headers, ...ticket.timingHeaders() }, this.host.httpOptions.rejectionBody);
+  }
+
+  private dedupKey(req: NeutralRequest, route: CompiledRoute, identity: string): string {
+    const custom = route.dedup && route.dedup.key;
+    if (custom) {
+      try {
+        const key = custom(req);
+        if (typeof key === 'string' && key) return `${identity}\n${key}`;
+      } catch {
+        // Fall through to the default key: a broken key function must not fail the request.
+      }
+    }
+    const body = req.body === undefined || req.body === null || (typeof req.body === 'object' && !Buffer.isBuffer(req.body) && Object.keys(req.body as object).length === 0) ? '' : safeKey(req.body);
+    return `${identity}\n${req.method.toUpperCase()} ${req.url}\n${body}`;
+  }
+
+  private async follow(
+    flight: Flight,
+    req: NeutralRequest,
+    route: CompiledRoute,
+    started: number,
+    limitHeaders: Record<string, string> | undefined,
+    pattern: string | undefined,
+  ): Promise<Admission> {
+    const shared = await flight;
+    if (!shared) {
+      // The leader produced nothing shareable (aborted, too big, streamed error): run this one normally.
+      return this.admit(req, { ...route, dedup: false });
+    }
+    this.host.metrics.dedupShared.inc({ route: this.host.metrics.routeLabel(pattern) });
+    const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'shared');
+    return { action: 'replay', ticket, response: shared };
+  }
+
+  private observer(method: string, pattern: string): CircuitBreaker {
+    const label = `${method.toUpperCase()} ${this.host.metrics.routeLabel(pattern)}`;
+    let breaker = this.observers.get(label);
+    if (!breaker) {
+      breaker = this.host.breaker(`http:${label}`);
+      this.observers.set(label, breaker);
+    }
+    return breaker;
+  }
+
+  /** @internal */
+  static shareable(outcome: Outcome, maxBytes: number): SharedResponse | undefined {
+    if (outcome.aborted || !outcome.body || outcome.body.length > maxBytes) return undefined;
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(outcome.headers ?? {})) {
+      const lower = name.toLowerCase();
+      if (value === undefined || PER_RESPONSE_HEADERS.has(lower)) continue;
+      headers[lower] = Array.isArray(value) ? value.map(String) : String(value);
+    }
+    return { status: outcome.status, headers, body: outcome.body };
+  }
+}
+
+/** One request's passage through the pipeline; `finish` is called exactly once by the adapter. */
+export class RequestTicket {
+  private finished = false;
+  private settleFlight: ((shared: SharedResponse | undefined) => void) | undefined;
+  private flightKey: string | undefined;
+  private flights: Map<string, Flight> | undefined;
+
+  constructor(
+    private readonly pipeline: HttpPipeline,
+    private readonly route: CompiledRoute,
+    private readonly req: NeutralRequest,
+    private readonly started: number,
+    private readonly permit: BreakerPermit | undefined,
+    /** Rate-limit headers to set on the response before it is written. */
+    readonly headers: Record<string, string> | undefined,
+    private readonly fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | undefined,
+  ) {}
+
+  /** True when the adapter must capture the response body for dedup followers. */
+  get capturesBody(): boolean {
+    return this.settleFlight !== undefined;
+  }
+
+  /** @internal */
+  lead(key: string, flights: Map<string, Flight>): void {
+    this.flightKey = key;
+    this.flights = flights;
+    flights.set(
+      key,
+      new Promise<SharedResponse | undefined>((resolve) => {
+        this.settleFlight = resolve;
+      }),
+    );
+  }
+
+  /** `X-Response-Time` and `Server-Timing`, measured now (call just before headers are written). */
+  timingHeaders(): Record<string, string> {
+    if (!this.pipeline.options.responseTime) return {};
+    const ms = performance.now() - this.started;
+    return { 'x-response-time': `${ms.toFixed(3)}ms`, 'server-timing': `total;dur=${ms.toFixed(3)}` };
+  }
+
+  /** Records the outcome for breakers, metrics and dedup followers. Later calls are ignored. */
+  finish(outcome: Outcome): void {
+    if (this.finished) return;
+    this.finished = true;
+    const options = this.pipeline.options;
+    const failed = outcome.aborted ? false : options.isFailureStatus(outcome.status) && !isLocalRejection(outcome);
+    if (this.permit) {
+      if (outcome.aborted) this.permit.release();
+      else if (failed) this.permit.failure(outcome.error ?? new Error(`HTTP ${outcome.status}`));
+      else this.permit.success();
+    }
+    if (this.settleFlight) {
+      this.flights!.delete(this.flightKey!);
+      this.settleFlight(HttpPipeline.shareable(outcome, options.maxSharedBodyBytes));
+      this.settleFlight = undefined;
+    }
+    const metrics = this.pipeline.metrics;
+    const route = metrics.routeLabel(this.route.pattern ?? this.req.route);
+    const method = normaliseMethod(this.req.method);
+    const result = this.fixedOutcome ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');
+    metrics.httpRequests.inc({ route, method, status: String(outcome.status), outcome: result });
+    metrics.httpDuration.observe({ route, method, outcome: result }, (performance.now() - this.started) / 1000);
+  }
+}
+
+/**
+ * A 429/503 AMAS produced itself (an inner limit, bulkhead or open breaker) is not a new upstream failure
+ * of this route; an AMAS timeout is (the upstream was too slow).
+ */
+function isLocalRejection(outcome: Outcome): boolean {
+  return isAmasError(outcome.error) && outcome.error.code !== 'AMAS_TIMEOUT';
+}
+
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+function normaliseMethod(method: string): string {
+  const upper = method.toUpperCase();
+  return METHODS.has(upper) ? upper : 'OTHER';
+}
+
+/** All windows of all decisions, so the headers describe every limit; a denied decision lists only its own. */
+function merge(decisions: LimitDecision[], allowed: boolean): LimitDecision {
+  if (decisions.length === 1) return decisions[0]!;
+  const last = decisions[decisions.length - 1]!;
+  if (!allowed) return last;
+  return { allowed, cost: last.cost, retryAfterMs: 0, windows: decisions.flatMap((d) => d.windows) };
+}
+
+function safeKey(body: unknown): string {
+  try {
+    return Buffer.isBuffer(body) ? `b:${body.toString('base64')}` : typeof body === 'string' ? `s:${body}` : stableKey(body);
+  } catch {
+    return `unkeyable:${Math.random()}`; // a circular body: never share it
+  }
+}
+
+export { defaultRejectionBody };

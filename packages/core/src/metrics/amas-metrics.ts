@@ -1,0 +1,124 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BreakerRegistry } from '../policies/breaker-registry.js';
+
+export interface MetricsOptions {
+  /** A prom-client Registry to register into (e.g. the app's own); default: a new one owned by the instance. */
+  registry?: Registry;
+  /** Metric name prefix; default `amas_`. */
+  prefix?: string;
+  /** Upper bound on distinct route label values; routes beyond it are reported as `other`. */
+  maxRoutes?: number;
+  /** Histogram buckets for request durations, in seconds. */
+  buckets?: number[];
+}
+
+const BREAKER_STATE_VALUE = { closed: 0, 'half-open': 1, open: 2, isolated: 3 } as const;
+
+/**
+ * Every metric AMAS exports, registered in one registry per instance. Label values are bounded: routes are
+ * patterns (capped by maxRoutes), never raw URLs; user ids are never labels.
+ */
+export class AmasMetrics {
+  readonly registry: Registry;
+  readonly ownsRegistry: boolean;
+  readonly httpRequests: Counter<'route' | 'method' | 'status' | 'outcome'>;
+  readonly httpDuration: Histogram<'route' | 'method' | 'outcome'>;
+  readonly breakerState: Gauge<'breaker'>;
+  readonly breakerTransitions: Counter<'breaker' | 'from' | 'to'>;
+  readonly breakerCalls: Counter<'breaker' | 'outcome'>;
+  readonly rateLimitDecisions: Counter<'limit' | 'outcome'>;
+  readonly dedupShared: Counter<'route'>;
+  private readonly routes = new Set<string>();
+  private readonly maxRoutes: number;
+
+  constructor(options: MetricsOptions, breakers: BreakerRegistry) {
+    this.ownsRegistry = !options.registry;
+    this.registry = options.registry ?? new Registry();
+    this.maxRoutes = options.maxRoutes ?? 200;
+    const p = options.prefix ?? 'amas_';
+    const registers = [this.registry];
+    this.httpRequests = new Counter({
+      name: `${p}http_requests_total`,
+      help: 'HTTP requests seen by AMAS, by route pattern, method, status code and outcome',
+      labelNames: ['route', 'method', 'status', 'outcome'],
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: `${p}http_request_duration_seconds`,
+      help: 'HTTP request duration from admission to response end, in seconds',
+      labelNames: ['route', 'method', 'outcome'],
+      buckets: options.buckets ?? [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.breakerState = new Gauge({
+      name: `${p}breaker_state`,
+      help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 isolated',
+      labelNames: ['breaker'],
+      registers,
+      collect: () => {
+        for (const breaker of breakers.all()) {
+          this.breakerState.set({ breaker: breaker.name }, BREAKER_STATE_VALUE[breaker.getState()]);
+        }
+      },
+    });
+    this.breakerTransitions = new Counter({
+      name: `${p}breaker_transitions_total`,
+      help: 'Circuit breaker state transitions',
+      labelNames: ['breaker', 'from', 'to'],
+      registers,
+    });
+    this.breakerCalls = new Counter({
+      name: `${p}breaker_calls_total`,
+      help: 'Calls through circuit breakers by outcome (success, failure, rejected, ignored)',
+      labelNames: ['breaker', 'outcome'],
+      registers,
+    });
+    this.rateLimitDecisions = new Counter({
+      name: `${p}ratelimit_decisions_total`,
+      help: 'Rate limit decisions by limit name and outcome (allowed, limited)',
+      labelNames: ['limit', 'outcome'],
+      registers,
+    });
+    this.dedupShared = new Counter({
+      name: `${p}dedup_shared_total`,
+      help: 'Requests answered from another identical in-flight request instead of running again',
+      labelNames: ['route'],
+      registers,
+    });
+    breakers.on('stateChange', (e) => this.breakerTransitions.inc({ breaker: e.name, from: e.from, to: e.to }));
+    breakers.on('success', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'success' }));
+    breakers.on('failure', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'failure' }));
+    breakers.on('rejected', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'rejected' }));
+    breakers.on('ignored', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'ignored' }));
+  }
+
+  /** The label value for a route: its pattern while under the cap, else `other`. */
+  routeLabel(route: string | undefined): string {
+    if (!route) return 'unmatched';
+    if (this.routes.has(route)) return route;
+    if (this.routes.size >= this.maxRoutes) return 'other';
+    this.routes.add(route);
+    return route;
+  }
+
+  /** Prometheus text exposition of this instance's registry. */
+  async expose(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** Removes AMAS metrics from a registry the user passed in (an owned registry is simply dropped). */
+  close(): void {
+    if (this.ownsRegistry) return;
+    for (const metric of [
+      this.httpRequests,
+      this.httpDuration,
+      this.breakerState,
+      this.breakerTransitions,
+      this.breakerCalls,
+      this.rateLimitDecisions,
+      this.dedupShared,
+    ]) {
+      this.registry.removeSingleMetric((metric as unknown as { name: string }).name);
+    }
+  }
+}

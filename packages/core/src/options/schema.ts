@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { circuitBreakerOptionsSchema } from '../policies/circuit-breaker.js';
+import { limiterSpecSchema } from '../policies/limiters.js';
+import { clockSchema, fn, positiveInt } from './validate.js';
+
+/** A limit on a route: the name of one in `limits`, or an inline spec. */
+export const limitRefSchema = z.union([z.string().min(1), limiterSpecSchema]);
+
+const breakerRefSchema = z.union([
+  z.literal(false),
+  z.string().min(1),
+  z.looseObject({ name: z.string().min(1) }).and(circuitBreakerOptionsSchema),
+]);
+
+/** Per-route options; each overrides the global `http` option of the same name. */
+export const routeOptionsSchema = z.strictObject({
+  /** Limits checked for this route (all must allow). false: no limit even if one is set globally. */
+  limit: z.union([z.literal(false), limitRefSchema, z.array(limitRefSchema)]).optional(),
+  /** A named breaker that guards this route and rejects with 503 while open. false: none. */
+  breaker: breakerRefSchema.optional(),
+  /** Share one execution among identical concurrent requests (same method, URL, identity and body). */
+  dedup: z.union([z.boolean(), z.strictObject({ key: fn.optional() })]).optional(),
+  /** How to name the caller for limits and dedup; see resolveIdentity. */
+  identity: fn.optional(),
+  /** Leave this route alone entirely (no limits, no timing, no metrics). */
+  skip: z.boolean().optional(),
+});
+
+export const httpOptionsSchema = z.strictObject({
+  limit: z.union([z.literal(false), limitRefSchema, z.array(limitRefSchema)]).optional(),
+  breaker: breakerRefSchema.optional(),
+  dedup: z.union([z.boolean(), z.strictObject({ key: fn.optional() })]).optional(),
+  identity: fn.optional(),
+  trustProxy: z.union([z.boolean(), z.number().int().nonnegative()]).optional(),
+  /** Which rate-limit headers to send: IETF draft (default), legacy X-RateLimit-*, both, or none. */
+  rateLimitHeaders: z.union([z.enum(['draft', 'legacy', 'both']), z.literal(false)]).optional(),
+  /** X-Response-Time and Server-Timing on every response (default true). */
+  responseTime: z.boolean().optional(),
+  /**
+   * Per-route breakers that only watch (state and metrics, never rejecting) when no enforcing breaker is
+   * configured: what zero configuration gives you. Default true.
+   */
+  observeBreakers: z.boolean().optional(),
+  /** Which response statuses count as upstream failures for breakers (default: status >= 500). */
+  isFailureStatus: fn.optional(),
+  /** Renders the JSON body of a 429/503 rejection (default `{ error: { code, message, status, retryAfterMs } }`). */
+  rejectionBody: fn.optional(),
+  /** Largest response body (bytes) a dedup leader captures for its followers (default 8 MiB). */
+  maxSharedBodyBytes: positiveInt.optional(),
+});
+
+export const metricsOptionsSchema = z.strictObject({
+  registry: z
+    .custom<import('prom-client').Registry>(
+      (v) => typeof v === 'object' && v !== null && typeof (v as { metrics?: unknown }).metrics === 'function',
+      { message: 'a prom-client Registry' },
+    )
+    .optional(),
+  prefix: z.string().regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/, 'a Prometheus metric name prefix').optional(),
+  maxRoutes: positiveInt.optional(),
+  buckets: z.array(z.number().positive()).min(1).optional(),
+});
+
+export const amasOptionsSchema = z.strictObject({
+  /** Defaults for every named breaker. */
+  breakerDefaults: circuitBreakerOptionsSchema.optional(),
+  /** Per-name breaker options: `amas.breaker('openai')` uses `breakers.openai`. */
+  breakers: z.record(z.string(), circuitBreakerOptionsSchema).optional(),
+  /** Named limits that routes and `amas.limiter(name)` refer to. */
+  limits: z.record(z.string(), limiterSpecSchema).optional(),
+  http: httpOptionsSchema.optional(),
+  metrics: metricsOptionsSchema.optional(),
+  clock: clockSchema.optional(),
+  logger: z
+    .custom<import('../logger.js').Logger>(
+      (v) => typeof v === 'object' && v !== null && typeof (v as { warn?: unknown }).warn === 'function',
+      { message: 'a logger with warn() and error()' },
+    )
+    .optional(),
+});
+
+export type AmasOptions = z.input<typeof amasOptionsSchema>;
+export type ParsedAmasOptions = z.output<typeof amasOptionsSchema>;
+export type RouteOptions = z.input<typeof routeOptionsSchema>;
+export type HttpOptions = z.input<typeof httpOptionsSchema>;

@@ -1,0 +1,628 @@
+import { z } from 'zod';
+import { systemClock, type Clock } from '../clock.js';
+import { AbortedError, BreakerOpenError } from '../errors.js';
+import { Emitter } from '../events.js';
+import { clockSchema, durationMs, nonNegativeInt, parseOptions, positiveInt } from '../options/validate.js';
+import { signalOrNever, type ExecuteContext, type Policy, type Work } from './policy.js';
+
+/**
+ * Circuit breaker: stops calling an upstream that keeps failing, then lets a few probe calls through to
+ * find out whether it recovered. Time only moves forward through `clock.now()`: open -> half-open happens
+ * lazily on the next call or inspection once `nextAttemptAt` has passed, so the breaker owns no timers.
+ */
+export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
+
+export interface CircuitBreakerOptions {
+  /** Used in errors, events and metrics. Default 'default'. */
+  name?: string;
+  /** Consecutive failures that open the breaker. Default 5; 0 disables this trigger. */
+  failureThreshold?: number;
+  /**
+   * Opens when failures / calls over the rolling window reaches `threshold` (0 < x <= 1), once the window
+   * holds at least `minimumCalls` calls. Evaluated whenever a failure is recorded.
+   */
+  failureRate?: { threshold: number; windowMs?: number; minimumCalls?: number; buckets?: number };
+  /** Time spent open before probes are allowed. Default 30_000. */
+  recoveryTimeoutMs?: number;
+  /** Each reopen from half-open multiplies the open time by `multiplier` (default 2), up to `maxMs`; reset on close. */
+  recoveryBackoff?: { multiplier?: number; maxMs: number };
+  /** Concurrent probe calls allowed while half-open. Default 1. */
+  halfOpenMaxProbes?: number;
+  /** Probe successes needed to close. Default 1. */
+  successThreshold?: number;
+  /** Which errors count against the upstream. Default: all but AbortedError (a caller abort is not the upstream's fault). */
+  isFailure?: (error: unknown) => boolean;
+  /** Which resolved results count as failures (e.g. a 503 response object). Default: none. */
+  isResultFailure?: (result: unknown) => boolean;
+  clock?: Clock;
+}
+
+const predicate = z.custom<(value: unknown) => boolean>((v) => typeof v === 'function', { message: 'a function' });
+
+export const circuitBreakerOptionsSchema = z
+  .strictObject({
+    name: z.string().min(1).optional(),
+    failureThreshold: nonNegativeInt.optional(),
+    failureRate: z
+      .strictObject({
+        threshold: z.number().gt(0).lte(1),
+        windowMs: z.number().finite().positive().optional(),
+        minimumCalls: positiveInt.optional(),
+        buckets: positiveInt.max(1000).optional(),
+      })
+      .optional(),
+    recoveryTimeoutMs: durationMs.optional(),
+    recoveryBackoff: z
+      .strictObject({
+        multiplier: z.number().finite().gte(1).optional(),
+        maxMs: durationMs,
+      })
+      .optional(),
+    halfOpenMaxProbes: positiveInt.optional(),
+    successThreshold: positiveInt.optional(),
+    isFailure: predicate.optional(),
+    isResultFailure: predicate.optional(),
+    clock: clockSchema.optional(),
+  })
+  .superRefine((o, ctx) => {
+    const recovery = o.recoveryTimeoutMs ?? DEFAULT_RECOVERY_MS;
+    if (o.recoveryBackoff && o.recoveryBackoff.maxMs < recovery) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['recoveryBackoff', 'maxMs'],
+        input: o.recoveryBackoff.maxMs,
+        message: `a number >= recoveryTimeoutMs (${recovery})`,
+      });
+    }
+  });
+
+export interface BreakerPermit {
+  success(): void;
+  /** Counts a failure unless `error` is one `isFailure` rejects (then it is 'ignored'). */
+  failure(error?: unknown): void;
+  /** Neither outcome: frees a probe slot, records nothing. */
+  release(): void;
+}
+
+export interface BreakerStats {
+  state: BreakerState;
+  consecutiveFailures: number;
+  consecutiveSuccesses: number;
+  window: { calls: number; failures: number; failureRate: number };
+  openedAt?: number;
+  nextAttemptAt?: number;
+  halfOpenInFlight: number;
+  totals: { successes: number; failures: number; rejections: number; ignored: number };
+}
+
+export interface BreakerEvents extends Record<string, unknown> {
+  stateChange: { name: string; from: BreakerState; to: BreakerState; reason: string };
+  success: { name: string; durationMs: number };
+  /** For a result flagged by `isResultFailure`, `error` is that result. */
+  failure: { name: string; error: unknown; durationMs: number };
+  rejected: { name: string; state: BreakerState; retryAfterMs: number };
+  ignored: { name: string; error: unknown };
+}
+
+const time = z.number().finite();
+const snapshotTotals = z.object({
+  successes: nonNegativeInt,
+  failures: nonNegativeInt,
+  rejections: nonNegativeInt,
+  ignored: nonNegativeInt,
+});
+
+export const breakerSnapshotSchema = z
+  .object({
+    version: z.literal(1),
+    state: z.enum(['closed', 'open', 'half-open', 'isolated']),
+    openedAt: time.nullable(),
+    nextAttemptAt: time.nullable(),
+    reopenCount: nonNegativeInt,
+    consecutiveFailures: nonNegativeInt,
+    consecutiveSuccesses: nonNegativeInt,
+    window: z.object({
+      bucketMs: z.number().finite().positive(),
+      buckets: z.array(z.object({ start: time, calls: nonNegativeInt, failures: nonNegativeInt })),
+    }),
+    totals: snapshotTotals,
+  })
+  .superRefine((s, ctx) => {
+    if (s.state === 'open' && s.nextAttemptAt === null) {
+      ctx.addIssue({ code: 'custom', path: ['nextAttemptAt'], input: null, message: 'a number when state is "open"' });
+    }
+    s.window.buckets.forEach((b, i) => {
+      if (b.failures > b.calls) {
+        ctx.addIssue({ code: 'custom', path: ['window', 'buckets', i, 'failures'], input: b.failures, message: `a number <= calls (${b.calls})` });
+      }
+    });
+  });
+
+/** Plain JSON-serializable breaker state, for persisting across restarts or sharing between workers. */
+export type BreakerSnapshot = z.output<typeof breakerSnapshotSchema>;
+
+const DEFAULT_RECOVERY_MS = 30_000;
+/** retryAfterMs when half-open with every probe slot busy: the probe should settle soon. */
+const HALF_OPEN_RETRY_MS = 1000;
+
+const NORMAL = 0;
+const PROBE = 1;
+const REJECTED = 2;
+
+/** Shared context for calls without a signal: one frozen object instead of one per call. */
+const NO_SIGNAL_CTX: ExecuteContext = Object.freeze({ signal: signalOrNever(undefined), attempt: 1 });
+
+const defaultIsFailure = (error: unknown): boolean => !(error instanceof AbortedError);
+
+export class CircuitBreaker implements Policy {
+  readonly name: string;
+  private readonly clock: Clock;
+  private readonly emitter = new Emitter<BreakerEvents>();
+  private readonly failureThreshold: number;
+  private readonly rateThreshold: number; // 0 = rate trigger off
+  private readonly minimumCalls: number;
+  private readonly recoveryTimeoutMs: number;
+  private readonly backoffMultiplier: number;
+  private readonly backoffMaxMs: number;
+  private readonly maxProbes: number;
+  private readonly successThreshold: number;
+  private readonly isFailure: (error: unknown) => boolean;
+  private readonly isResultFailure: ((result: unknown) => boolean) | undefined;
+  private readonly messages: Record<BreakerState, string>;
+
+  private state: BreakerState = 'closed';
+  /** Bumped on every transition: outcomes of calls admitted under an older generation never move the state. */
+  private generation = 0;
+  private openedAt: number | undefined;
+  private nextAttemptAt = 0;
+  private reopenCount = 0;
+  private consecutiveFailures = 0;
+  private consecutiveSuccesses = 0;
+  private halfOpenInFlight = 0;
+  private rejectNow = 0;
+  private totalSuccesses = 0;
+  private totalFailures = 0;
+  private totalRejections = 0;
+  private totalIgnored = 0;
+
+  // Rolling window: a ring of time buckets with running totals, so recording a call is O(1).
+  private readonly bucketMs: number;
+  private readonly bucketCalls: number[];
+  private readonly bucketFailures: number[];
+  private headEpoch = -Infinity;
+  private headIndex = 0;
+  private windowCalls = 0;
+  private windowFailures = 0;
+
+  constructor(options: CircuitBreakerOptions = {}) {
+    const name = typeof options?.name === 'string' ? options.name : 'default';
+    const o = parseOptions(circuitBreakerOptionsSchema, options ?? {}, `circuit breaker "${name}" options`);
+    this.name = o.name ?? 'default';
+    this.clock = o.clock ?? systemClock;
+    this.failureThreshold = o.failureThreshold ?? 5;
+    this.rateThreshold = o.failureRate?.threshold ?? 0;
+    this.minimumCalls = o.failureRate?.minimumCalls ?? 10;
+    const buckets = o.failureRate?.buckets ?? 10;
+    this.bucketMs = (o.failureRate?.windowMs ?? 10_000) / buckets;
+    this.bucketCalls = new Array<number>(buckets).fill(0);
+    this.bucketFailures = new Array<number>(buckets).fill(0);
+    this.recoveryTimeoutMs = o.recoveryTimeoutMs ?? DEFAULT_RECOVERY_MS;
+    this.backoffMultiplier = o.recoveryBackoff ? (o.recoveryBackoff.multiplier ?? 2) : 1;
+    this.backoffMaxMs = o.recoveryBackoff?.maxMs ?? this.recoveryTimeoutMs;
+    this.maxProbes = o.halfOpenMaxProbes ?? 1;
+    this.successThreshold = o.successThreshold ?? 1;
+    this.isFailure = o.isFailure ?? defaultIsFailure;
+    this.isResultFailure = o.isResultFailure;
+    const quoted = `Circuit breaker "${this.name}"`;
+    this.messages = {
+      closed: `${quoted} is closed`,
+      open: `${quoted} is open`,
+      'half-open': `${quoted} is half-open and all probe slots are busy`,
+      isolated: `${quoted} is isolated`,
+    };
+  }
+
+  async execute<T>(work: Work<T>, signal?: AbortSignal): Promise<T> {
+    let probe = false;
+    if (this.state !== 'closed') {
+      const admitted = this.admitSlow();
+      if (admitted === REJECTED) throw this.reject();
+      probe = admitted === PROBE;
+    }
+    const generation = this.generation;
+    const start = this.clock.now();
+    let result: T;
+    try {
+      result = await work(signal === undefined ? NO_SIGNAL_CTX : { signal, attempt: 1 });
+    } catch (error) {
+      if (this.counts(error)) this._fail(error, generation, probe, start);
+      else this._ignore(error, generation, probe);
+      throw error;
+    }
+    if (this.isResultFailure !== undefined && this.resultFails(result)) this._fail(result, generation, probe, start);
+    else this._succeed(generation, probe, start);
+    return result;
+  }
+
+  /** For callers that run the work themselves. Throws BreakerOpenError when no call is allowed. */
+  acquire(): BreakerPermit {
+    const permit = this.tryAcquire();
+    if (permit instanceof Permit) return permit;
+    throw permit;
+  }
+
+  /** Like acquire() but returns the BreakerOpenError instead of throwing it. */
+  tryAcquire(): BreakerPermit | BreakerOpenError {
+    let probe = false;
+    if (this.state !== 'closed') {
+      const admitted = this.admitSlow();
+      if (admitted === REJECTED) return this.reject();
+      probe = admitted === PROBE;
+    }
+    return new Permit(this, this.generation, probe, this.clock.now());
+  }
+
+  getState(): BreakerState {
+    this.refresh();
+    return this.state;
+  }
+
+  stats(): BreakerStats {
+    this.refresh();
+    this.roll(Math.floor(this.clock.now() / this.bucketMs));
+    return {
+      state: this.state,
+      consecutiveFailures: this.consecutiveFailures,
+      consecutiveSuccesses: this.consecutiveSuccesses,
+      window: {
+        calls: this.windowCalls,
+        failures: this.windowFailures,
+        failureRate: this.windowCalls === 0 ? 0 : this.windowFailures / this.windowCalls,
+      },
+      ...(this.openedAt === undefined ? {} : { openedAt: this.openedAt }),
+      ...(this.state === 'open' ? { nextAttemptAt: this.nextAttemptAt } : {}),
+      halfOpenInFlight: this.halfOpenInFlight,
+      totals: {
+        successes: this.totalSuccesses,
+        failures: this.totalFailures,
+        rejections: this.totalRejections,
+        ignored: this.totalIgnored,
+      },
+    };
+  }
+
+  /** Opens now (re-arming the recovery timeout if already open). Does not grow the backoff. */
+  open(reason = 'manual'): void {
+    this.transition('open', reason, this.clock.now());
+  }
+
+  /** Closes now: counters and backoff reset, totals kept. */
+  close(): void {
+    this.transition('closed', 'manual', this.clock.now());
+  }
+
+  /** Rejects every call until close() or reset(); no automatic recovery. */
+  isolate(): void {
+    this.transition('isolated', 'isolate', this.clock.now());
+  }
+
+  /** Closed, with every counter (totals included) cleared. */
+  reset(): void {
+    this.transition('closed', 'reset', this.clock.now());
+    this.totalSuccesses = this.totalFailures = this.totalRejections = this.totalIgnored = 0;
+  }
+
+  snapshot(): BreakerSnapshot {
+    const now = this.clock.now();
+    this.roll(Math.floor(now / this.bucketMs));
+    const size = this.bucketCalls.length;
+    const buckets: BreakerSnapshot['window']['buckets'] = [];
+    for (let k = size - 1; k >= 0; k--) {
+      const i = (this.headIndex - k + size) % size;
+      if (this.bucketCalls[i] > 0) {
+        buckets.push({ start: (this.headEpoch - k) * this.bucketMs, calls: this.bucketCalls[i], failures: this.bucketFailures[i] });
+      }
+    }
+    return {
+      version: 1,
+      state: this.state,
+      openedAt: this.openedAt ?? null,
+      nextAttemptAt: this.state === 'open' ? this.nextAttemptAt : null,
+      reopenCount: this.reopenCount,
+      consecutiveFailures: this.consecutiveFailures,
+      consecutiveSuccesses: this.consecutiveSuccesses,
+      window: { bucketMs: this.bucketMs, buckets },
+      totals: {
+        successes: this.totalSuccesses,
+        failures: this.totalFailures,
+        rejections: this.totalRejections,
+        ignored: this.totalIgnored,
+      },
+    };
+  }
+
+  /**
+   * Adopts a snapshot (possibly from another process). Probes in flight cannot be carried over, so a
+   * half-open snapshot restores with every probe slot free. Window buckets are dropped when the bucket
+   * size differs from this breaker's. Throws InvalidOptionError for a malformed snapshot.
+   */
+  restore(snapshot: BreakerSnapshot): void {
+    const s = parseOptions(breakerSnapshotSchema, snapshot, `circuit breaker "${this.name}" snapshot`);
+    const from = this.state;
+    this.state = s.state;
+    this.generation++;
+    this.halfOpenInFlight = 0;
+    this.openedAt = s.openedAt ?? undefined;
+    this.nextAttemptAt = s.nextAttemptAt ?? 0;
+    this.reopenCount = s.reopenCount;
+    this.consecutiveFailures = s.consecutiveFailures;
+    this.consecutiveSuccesses = s.consecutiveSuccesses;
+    this.totalSuccesses = s.totals.successes;
+    this.totalFailures = s.totals.failures;
+    this.totalRejections = s.totals.rejections;
+    this.totalIgnored = s.totals.ignored;
+    this.clearWindow();
+    if (s.window.bucketMs === this.bucketMs) {
+      const size = this.bucketCalls.length;
+      this.headEpoch = Math.floor(this.clock.now() / this.bucketMs);
+      this.headIndex = 0;
+      for (const b of s.window.buckets) {
+        const age = this.headEpoch - Math.round(b.start / this.bucketMs);
+        if (age < 0 || age >= size) continue;
+        const i = (size - age) % size;
+        this.bucketCalls[i] += b.calls;
+        this.bucketFailures[i] += b.failures;
+        this.windowCalls += b.calls;
+        this.windowFailures += b.failures;
+      }
+    }
+    if (from !== s.state && this.emitter.has('stateChange')) {
+      this.emitter.emit('stateChange', { name: this.name, from, to: s.state, reason: 'restore' });
+    }
+  }
+
+  on<K extends keyof BreakerEvents>(event: K, listener: (event: BreakerEvents[K]) => void): () => void {
+    return this.emitter.on(event, listener);
+  }
+
+  /** Removes every listener. The breaker owns no timers, so nothing else needs releasing. */
+  dispose(): void {
+    this.emitter.removeAll();
+  }
+
+  // ---- outcome recording (called by execute and by permits) ----
+
+  /** @internal */
+  _succeed(generation: number, probe: boolean, start: number): void {
+    const now = this.clock.now();
+    this.totalSuccesses++;
+    if (this.emitter.has('success')) this.emitter.emit('success', { name: this.name, durationMs: now - start });
+    if (generation !== this.generation) return;
+    if (probe) {
+      this.halfOpenInFlight--;
+      if (++this.consecutiveSuccesses >= this.successThreshold) this.transition('closed', 'probeSuccess', now);
+      return;
+    }
+    this.consecutiveFailures = 0;
+    this.consecutiveSuccesses++;
+    this.record(now, false);
+  }
+
+  /** @internal */
+  _fail(error: unknown, generation: number, probe: boolean, start: number): void {
+    const now = this.clock.now();
+    this.totalFailures++;
+    if (this.emitter.has('failure')) this.emitter.emit('failure', { name: this.name, error, durationMs: now - start });
+    if (generation !== this.generation) return;
+    if (probe) {
+      this.reopenCount++;
+      this.transition('open', 'probeFailure', now);
+      this.consecutiveFailures = 1;
+      return;
+    }
+    this.consecutiveFailures++;
+    this.consecutiveSuccesses = 0;
+    this.record(now, true);
+    if (this.failureThreshold > 0 && this.consecutiveFailures >= this.failureThreshold) {
+      this.transition('open', 'consecutiveFailures', now);
+    } else if (
+      this.rateThreshold > 0 &&
+      this.windowCalls >= this.minimumCalls &&
+      this.windowFailures / this.windowCalls >= this.rateThreshold
+    ) {
+      this.transition('open', 'failureRate', now);
+    }
+  }
+
+  /** @internal */
+  _ignore(error: unknown, generation: number, probe: boolean): void {
+    this.totalIgnored++;
+    if (this.emitter.has('ignored')) this.emitter.emit('ignored', { name: this.name, error });
+    this._release(generation, probe);
+  }
+
+  /** @internal */
+  _release(generation: number, probe: boolean): void {
+    if (probe && generation === this.generation) this.halfOpenInFlight--;
+  }
+
+  /** @internal Classifies an error; a predicate that throws counts the error as a failure. */
+  counts(error: unknown): boolean {
+    try {
+      return this.isFailure(error);
+    } catch {
+      return true;
+    }
+  }
+
+  private resultFails(result: unknown): boolean {
+    try {
+      return this.isResultFailure!(result);
+    } catch {
+      return true;
+    }
+  }
+
+  // ---- state machine ----
+
+  /** Admission when not closed: lazily moves open -> half-open and hands out probe slots. */
+  private admitSlow(): number {
+    if (this.state === 'open') {
+      const now = this.clock.now();
+      if (now < this.nextAttemptAt) {
+        this.rejectNow = now;
+        return REJECTED;
+      }
+      this.transition('half-open', 'recoveryTimeout', now);
+    }
+    if (this.state === 'half-open') {
+      if (this.halfOpenInFlight < this.maxProbes) {
+        this.halfOpenInFlight++;
+        return PROBE;
+      }
+      return REJECTED;
+    }
+    // A stateChange listener may have closed it; isolated always rejects.
+    return this.state === 'closed' ? NORMAL : REJECTED;
+  }
+
+  private refresh(): void {
+    if (this.state === 'open') {
+      const now = this.clock.now();
+      if (now >= this.nextAttemptAt) this.transition('half-open', 'recoveryTimeout', now);
+    }
+  }
+
+  private reject(): BreakerOpenError {
+    const state = this.state;
+    const retryAfterMs =
+      state === 'open'
+        ? this.nextAttemptAt - this.rejectNow
+        : state === 'isolated'
+          ? this.recoveryTimeoutMs
+          : HALF_OPEN_RETRY_MS;
+    this.totalRejections++;
+    if (this.emitter.has('rejected')) this.emitter.emit('rejected', { name: this.name, state, retryAfterMs });
+    return openError(this.messages[state], this.name, state, retryAfterMs);
+  }
+
+  private transition(to: BreakerState, reason: string, now: number): void {
+    const from = this.state;
+    this.state = to;
+    this.generation++;
+    this.halfOpenInFlight = 0;
+    this.consecutiveSuccesses = 0;
+    switch (to) {
+      case 'open': {
+        this.openedAt = now;
+        const timeout = this.recoveryTimeoutMs * Math.pow(this.backoffMultiplier, this.reopenCount);
+        this.nextAttemptAt = now + Math.min(timeout, this.backoffMaxMs);
+        break;
+      }
+      case 'half-open':
+        this.consecutiveFailures = 0;
+        break;
+      case 'isolated':
+        this.openedAt = now;
+        break;
+      case 'closed':
+        this.openedAt = undefined;
+        this.reopenCount = 0;
+        this.consecutiveFailures = 0;
+        this.clearWindow();
+        break;
+    }
+    if (from !== to && this.emitter.has('stateChange')) {
+      this.emitter.emit('stateChange', { name: this.name, from, to, reason });
+    }
+  }
+
+  // ---- rolling window ----
+
+  private record(now: number, failed: boolean): void {
+    const epoch = Math.floor(now / this.bucketMs);
+    if (epoch !== this.headEpoch) this.roll(epoch);
+    const i = this.headIndex;
+    this.bucketCalls[i]++;
+    this.windowCalls++;
+    if (failed) {
+      this.bucketFailures[i]++;
+      this.windowFailures++;
+    }
+  }
+
+  /** Advances the ring to `epoch`, emptying buckets that fell out of the window. A clock going back is ignored. */
+  private roll(epoch: number): void {
+    if (epoch <= this.headEpoch) return;
+    const size = this.bucketCalls.length;
+    const steps = epoch - this.headEpoch;
+    if (steps >= size) {
+      this.clearWindow();
+    } else {
+      for (let k = 1; k <= steps; k++) {
+        const i = (this.headIndex + k) % size;
+        this.windowCalls -= this.bucketCalls[i];
+        this.windowFailures -= this.bucketFailures[i];
+        this.bucketCalls[i] = 0;
+        this.bucketFailures[i] = 0;
+      }
+      this.headIndex = (this.headIndex + steps) % size;
+    }
+    this.headEpoch = epoch;
+  }
+
+  private clearWindow(): void {
+    this.bucketCalls.fill(0);
+    this.bucketFailures.fill(0);
+    this.windowCalls = 0;
+    this.windowFailures = 0;
+    this.headIndex = 0;
+    this.headEpoch = -Infinity;
+  }
+}
+
+/** One admitted call run by the caller. Settles once; later calls are ignored. */
+class Permit implements BreakerPermit {
+  private settled = false;
+
+  constructor(
+    private readonly breaker: CircuitBreaker,
+    private readonly generation: number,
+    private readonly probe: boolean,
+    private readonly start: number,
+  ) {}
+
+  success(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.breaker._succeed(this.generation, this.probe, this.start);
+  }
+
+  failure(error?: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (error === undefined || this.breaker.counts(error)) this.breaker._fail(error, this.generation, this.probe, this.start);
+    else this.breaker._ignore(error, this.generation, this.probe);
+  }
+
+  release(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.breaker._release(this.generation, this.probe);
+  }
+}
+
+/**
+ * An open breaker rejects every call, so building its error is the fast-fail hot path. Most of the cost of
+ * `new Error()` is capturing the stack trace, and that trace would only point at the breaker internals, so
+ * capture none: set Error.stackTraceLimit to 0 for the construction and restore it right after.
+ */
+function openError(message: string, name: string, state: BreakerState, retryAfterMs: number): BreakerOpenError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new BreakerOpenError(message, { retryAfterMs, details: { breaker: name, state } });
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
