@@ -20,12 +20,21 @@ export function recordResponseError(res: ServerResponse, error: unknown): void {
  * when a dedup leader must share it, and the ticket is finished once, on 'finish' or on a client abort.
  * Every framework writes through `writeHead` (explicitly or via `_implicitHeader`), so this works for all.
  */
-export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, maxCaptureBytes = Infinity): void {
+export function instrumentResponse(
+  res: ServerResponse,
+  ticket: RequestTicket,
+  options: { maxCaptureBytes?: number; routeAtEnd?: () => string | undefined } = {},
+): void {
+  const maxCaptureBytes = options.maxCaptureBytes ?? Infinity;
   const originalWriteHead = res.writeHead;
   res.writeHead = function writeHead(this: ServerResponse, ...args: unknown[]) {
     if (!res.headersSent) {
-      const extra = { ...ticket.headers, ...ticket.timingHeaders() };
-      for (const name in extra) res.setHeader(name, extra[name]!);
+      // A header already set wins: an inner (route-level) admission's limit headers are more specific
+      // than an outer one's, and a handler's own headers are the handler's choice.
+      const limitHeaders = ticket.headers;
+      if (limitHeaders) for (const name in limitHeaders) if (!res.hasHeader(name)) res.setHeader(name, limitHeaders[name]!);
+      const timing = ticket.timingHeaders();
+      for (const name in timing) res.setHeader(name, timing[name]!);
     }
     return (originalWriteHead as (...a: unknown[]) => ServerResponse).apply(this, args);
   } as WriteHead;
@@ -66,11 +75,12 @@ export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, m
       headers: res.getHeaders() as Record<string, string | string[] | number | undefined>,
       body: chunks ? Buffer.concat(chunks) : undefined,
       error: responseErrors.get(res),
+      route: options.routeAtEnd?.(),
     });
   };
   const onClose = () => {
     cleanup();
-    if (!res.writableFinished) ticket.finish({ status: res.statusCode, aborted: true });
+    if (!res.writableFinished) ticket.finish({ status: res.statusCode, aborted: true, route: options.routeAtEnd?.() });
   };
   const cleanup = () => {
     res.removeListener('finish', onFinish);

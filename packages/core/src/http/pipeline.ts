@@ -44,6 +44,12 @@ export interface CompiledRoute {
   readonly observe: boolean;
   readonly dedup: false | { key?: (req: NeutralRequest) => string };
   readonly identity: IdentityFn | undefined;
+  /**
+   * Runs inside another admission of the same request (Express: `app.use(amas)` plus `amas.route({...})`):
+   * only this route's own limits, breaker and dedup apply; timing, metrics and watch-only breakers are the
+   * outer admission's job.
+   */
+  readonly nested: boolean;
 }
 
 /** A response a dedup leader produced, replayed to its followers. */
@@ -63,6 +69,8 @@ export interface Outcome {
   error?: unknown;
   /** The client went away before the response was complete. */
   aborted?: boolean;
+  /** The route pattern, when the framework only knows it after routing (Express app-level middleware). */
+  route?: string;
 }
 
 export type Admission =
@@ -102,10 +110,14 @@ export class HttpPipeline {
   constructor(private readonly host: PipelineHost) {}
 
   /** Validates and resolves route options at start-up; throws InvalidOptionError with the option's path. */
-  compile(options: RouteOptions | undefined, pattern?: string): CompiledRoute {
+  compile(options: RouteOptions | undefined, pattern?: string, compileOptions: { nested?: boolean } = {}): CompiledRoute {
     const where = pattern ? `AMAS route options for ${pattern}` : 'AMAS route options';
     const route = parseOptions(routeOptionsSchema, options ?? {}, where);
-    const http = this.host.httpOptions;
+    const nested = compileOptions.nested === true;
+    // Nested admissions inherit nothing: the outer admission already applied the global options.
+    const http: Pick<ResolvedHttpOptions, 'limit' | 'breaker' | 'dedup' | 'identity' | 'observeBreakers'> = nested
+      ? { limit: undefined, breaker: undefined, dedup: undefined, identity: this.host.httpOptions.identity, observeBreakers: false }
+      : this.host.httpOptions;
     const limitRef = route.limit !== undefined ? route.limit : http.limit;
     const refs = limitRef === undefined || limitRef === false ? [] : Array.isArray(limitRef) ? limitRef : [limitRef];
     const limiters = refs.map((ref, i) => this.host.resolveLimiter(ref, `${where}: limit${refs.length > 1 ? `[${i}]` : ''}`));
@@ -126,6 +138,7 @@ export class HttpPipeline {
       observe: !breaker && http.observeBreakers,
       dedup,
       identity: (route.identity as IdentityFn | undefined) ?? http.identity,
+      nested,
     };
   }
 
@@ -176,10 +189,6 @@ export class HttpPipeline {
         return { action: 'reject', ticket, rejection: this.reject(acquired as BreakerOpenError, limitHeaders ?? {}, ticket) };
       }
       permit = acquired as BreakerPermit;
-    } else if (route.observe && pattern) {
-      const acquired = this.observer(req.method, pattern).tryAcquire();
-      // Observe mode never rejects: while the breaker is open it simply records nothing.
-      if (!isAmasError(acquired)) permit = acquired as BreakerPermit;
     }
 
     const ticket = new RequestTicket(this, route, req, started, permit, limitHeaders, undefined);
@@ -239,7 +248,8 @@ export class HttpPipeline {
     return { action: 'replay', ticket, response: shared };
   }
 
-  private observer(method: string, pattern: string): CircuitBreaker {
+  /** @internal The watch-only breaker of one route (created on first use). */
+  observer(method: string, pattern: string): CircuitBreaker {
     const label = `${method.toUpperCase()} ${this.host.metrics.routeLabel(pattern)}`;
     let breaker = this.observers.get(label);
     if (!breaker) {
@@ -299,7 +309,7 @@ export class RequestTicket {
 
   /** `X-Response-Time` and `Server-Timing`, measured now (call just before headers are written). */
   timingHeaders(): Record<string, string> {
-    if (!this.pipeline.options.responseTime) return {};
+    if (!this.pipeline.options.responseTime || this.route.nested) return {};
     const ms = performance.now() - this.started;
     return { 'x-response-time': `${ms.toFixed(3)}ms`, 'server-timing': `total;dur=${ms.toFixed(3)}` };
   }
@@ -314,14 +324,26 @@ export class RequestTicket {
       if (outcome.aborted) this.permit.release();
       else if (failed) this.permit.failure(outcome.error ?? new Error(`HTTP ${outcome.status}`));
       else this.permit.success();
+    } else if (this.route.observe && !this.fixedOutcome && !outcome.aborted) {
+      // Watch-only breakers record at the end, when the route pattern is surely known (Express app-level
+      // middleware runs before routing). They never reject: while open they simply record nothing.
+      const pattern = outcome.route ?? this.route.pattern ?? this.req.route;
+      if (pattern) {
+        const permit = this.pipeline.observer(this.req.method, pattern).tryAcquire();
+        if (!isAmasError(permit)) {
+          if (failed) (permit as BreakerPermit).failure(outcome.error ?? new Error(`HTTP ${outcome.status}`));
+          else (permit as BreakerPermit).success();
+        }
+      }
     }
     if (this.settleFlight) {
       this.flights!.delete(this.flightKey!);
       this.settleFlight(HttpPipeline.shareable(outcome, options.maxSharedBodyBytes));
       this.settleFlight = undefined;
     }
+    if (this.route.nested) return;
     const metrics = this.pipeline.metrics;
-    const route = metrics.routeLabel(this.route.pattern ?? this.req.route);
+    const route = metrics.routeLabel(outcome.route ?? this.route.pattern ?? this.req.route);
     const method = normaliseMethod(this.req.method);
     const result = this.fixedOutcome ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');
     metrics.httpRequests.inc({ route, method, status: String(outcome.status), outcome: result });

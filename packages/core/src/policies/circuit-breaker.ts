@@ -37,6 +37,10 @@ export interface CircuitBreakerOptions {
   clock?: Clock;
 }
 
+const DEFAULT_RECOVERY_MS = 30_000;
+/** retryAfterMs when half-open with every probe slot busy: the probe should settle soon. */
+const HALF_OPEN_RETRY_MS = 1000;
+
 const predicate = z.custom<(value: unknown) => boolean>((v) => typeof v === 'function', { message: 'a function' });
 
 export const circuitBreakerOptionsSchema = z
@@ -95,14 +99,14 @@ export interface BreakerStats {
   totals: { successes: number; failures: number; rejections: number; ignored: number };
 }
 
-export interface BreakerEvents extends Record<string, unknown> {
+export type BreakerEvents = {
   stateChange: { name: string; from: BreakerState; to: BreakerState; reason: string };
   success: { name: string; durationMs: number };
   /** For a result flagged by `isResultFailure`, `error` is that result. */
   failure: { name: string; error: unknown; durationMs: number };
   rejected: { name: string; state: BreakerState; retryAfterMs: number };
   ignored: { name: string; error: unknown };
-}
+};
 
 const time = z.number().finite();
 const snapshotTotals = z.object({
@@ -141,9 +145,6 @@ export const breakerSnapshotSchema = z
 /** Plain JSON-serializable breaker state, for persisting across restarts or sharing between workers. */
 export type BreakerSnapshot = z.output<typeof breakerSnapshotSchema>;
 
-const DEFAULT_RECOVERY_MS = 30_000;
-/** retryAfterMs when half-open with every probe slot busy: the probe should settle soon. */
-const HALF_OPEN_RETRY_MS = 1000;
 
 const NORMAL = 0;
 const PROBE = 1;
@@ -235,7 +236,7 @@ export class CircuitBreaker implements Policy {
     try {
       result = await work(signal === undefined ? NO_SIGNAL_CTX : { signal, attempt: 1 });
     } catch (error) {
-      if (this.counts(error)) this._fail(error, generation, probe, start);
+      if (this._counts(error)) this._fail(error, generation, probe, start);
       else this._ignore(error, generation, probe);
       throw error;
     }
@@ -296,14 +297,14 @@ export class CircuitBreaker implements Policy {
     this.transition('open', reason, this.clock.now());
   }
 
-  /** Closes now: counters and backoff reset, totals kept. */
+  /** Closes now: counters, window and backoff reset, totals kept. No-op when already closed. */
   close(): void {
-    this.transition('closed', 'manual', this.clock.now());
+    if (this.state !== 'closed') this.transition('closed', 'manual', this.clock.now());
   }
 
   /** Rejects every call until close() or reset(); no automatic recovery. */
   isolate(): void {
-    this.transition('isolated', 'isolate', this.clock.now());
+    if (this.state !== 'isolated') this.transition('isolated', 'isolate', this.clock.now());
   }
 
   /** Closed, with every counter (totals included) cleared. */
@@ -415,9 +416,9 @@ export class CircuitBreaker implements Policy {
     if (this.emitter.has('failure')) this.emitter.emit('failure', { name: this.name, error, durationMs: now - start });
     if (generation !== this.generation) return;
     if (probe) {
+      this.consecutiveFailures++;
       this.reopenCount++;
       this.transition('open', 'probeFailure', now);
-      this.consecutiveFailures = 1;
       return;
     }
     this.consecutiveFailures++;
@@ -447,7 +448,7 @@ export class CircuitBreaker implements Policy {
   }
 
   /** @internal Classifies an error; a predicate that throws counts the error as a failure. */
-  counts(error: unknown): boolean {
+  _counts(error: unknown): boolean {
     try {
       return this.isFailure(error);
     } catch {
@@ -601,7 +602,7 @@ class Permit implements BreakerPermit {
   failure(error?: unknown): void {
     if (this.settled) return;
     this.settled = true;
-    if (error === undefined || this.breaker.counts(error)) this.breaker._fail(error, this.generation, this.probe, this.start);
+    if (error === undefined || this.breaker._counts(error)) this.breaker._fail(error, this.generation, this.probe, this.start);
     else this.breaker._ignore(error, this.generation, this.probe);
   }
 

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import {
+  AbortedError,
+  AmasError,
+  BreakerOpenError,
+  BudgetExceededError,
+  BulkheadFullError,
+  InvalidOptionError,
+  RateLimitedError,
+  TimeoutError,
+  isAmasError,
+} from '../src/errors.js';
+
+describe('error catalogue', () => {
+  it('each error has a stable code, an HTTP status and retryAfterMs where it applies', () => {
+    const cases: Array<[AmasError, string, number]> = [
+      [new RateLimitedError('x', { retryAfterMs: 1200.4 }), 'AMAS_RATE_LIMITED', 429],
+      [new BreakerOpenError('x', { retryAfterMs: 30_000 }), 'AMAS_BREAKER_OPEN', 503],
+      [new BulkheadFullError('x'), 'AMAS_BULKHEAD_FULL', 503],
+      [new TimeoutError('x'), 'AMAS_TIMEOUT', 504],
+      [new BudgetExceededError('x', { status: 402 }), 'AMAS_BUDGET_EXCEEDED', 402],
+      [new BudgetExceededError('x'), 'AMAS_BUDGET_EXCEEDED', 429],
+      [new InvalidOptionError([{ path: 'a.b', received: '1', expected: 'a string' }]), 'AMAS_INVALID_OPTION', 500],
+      [new AbortedError(), 'AMAS_ABORTED', 499],
+    ];
+    for (const [error, code, status] of cases) {
+      expect(error.code).toBe(code);
+      expect(error.status).toBe(status);
+      expect(error.statusCode).toBe(status);
+      expect(error).toBeInstanceOf(Error);
+      expect(error).toBeInstanceOf(AmasError);
+      expect(isAmasError(error)).toBe(true);
+    }
+    const limited = cases[0]![0];
+    expect(limited.retryAfterMs).toBe(1201);
+    expect(limited.headers).toEqual({ 'retry-after': '2' });
+    expect(limited.toJSON()).toMatchObject({ error: 'AMAS_RATE_LIMITED', status: 429, retryAfterMs: 1201 });
+    expect(new TimeoutError('x').headers).toEqual({});
+  });
+
+  it('instanceof distinguishes subclasses by code, not by class identity', () => {
+    const error = new RateLimitedError('x', { retryAfterMs: 1 });
+    expect(error instanceof RateLimitedError).toBe(true);
+    expect(error instanceof BreakerOpenError).toBe(false);
+    expect(new Error('plain') instanceof AmasError).toBe(false);
+    expect(isAmasError({ code: 'AMAS_RATE_LIMITED' })).toBe(false);
+    expect(isAmasError(null)).toBe(false);
+  });
+
+  it('is recognised across duplicate copies of the package (same global brand, different classes)', () => {
+    // A second copy of the package defines its own classes; simulate one by branding a foreign object.
+    const foreign = Object.create(Error.prototype, { code: { value: 'AMAS_BREAKER_OPEN' }, status: { value: 503 } });
+    Object.defineProperty(foreign, Symbol.for('amas.error'), { value: true });
+    expect(foreign instanceof BreakerOpenError).toBe(true);
+    expect(foreign instanceof AmasError).toBe(true);
+    expect(foreign instanceof RateLimitedError).toBe(false);
+    expect(isAmasError(foreign)).toBe(true);
+  });
+
+  it('InvalidOptionError names path, value and expectation in its message', () => {
+    const error = new InvalidOptionError([{ path: 'breakers.openai.failureThreshold', received: '"five"', expected: 'number' }]);
+    expect(error.message).toContain('breakers.openai.failureThreshold: expected number, received "five"');
+    expect(error.issues).toHaveLength(1);
+  });
+});

@@ -1,0 +1,2 @@
+export { amasMiddleware, amasErrorHandler, type AmasMiddleware, type ExpressAdapterOptions } from './middleware.js';
+export * from '@amas/core';

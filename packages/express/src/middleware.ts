@@ -1,0 +1,140 @@
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import {
+  instrumentResponse,
+  recordResponseError,
+  resolveAmas,
+  writeSharedResponse,
+  type Admission,
+  type Amas,
+  type AmasOptions,
+  type CompiledRoute,
+  type NeutralRequest,
+  type Rejection,
+  type RouteOptions,
+} from '@amas/core';
+
+export interface ExpressAdapterOptions {
+  /**
+   * What to do with a 429/503 rejection: 'respond' (default) sends it; 'next' passes the AmasError to
+   * `next(err)` so your error handling (or `errorHandler()`) renders it.
+   */
+  onRejection?: 'respond' | 'next';
+}
+
+export interface AmasMiddleware extends RequestHandler {
+  readonly amas: Amas;
+  /** Route-level options, e.g. `app.post('/chat', amas.route({ limit: { limit: 10, window: '1m' } }), handler)`. */
+  route(options: RouteOptions): RequestHandler;
+  /** A handler for `GET /metrics` (Prometheus text). */
+  metricsHandler(): RequestHandler;
+  /** Renders AMAS errors thrown by handlers as the same 429/503/504 responses the middleware sends. */
+  errorHandler(): ErrorRequestHandler;
+  /** Closes the engine if this middleware created it (an instance you passed in stays open). */
+  close(): Promise<void>;
+}
+
+/** Marks a request the app-level middleware already admitted, so a route-level one applies only its own options. */
+const ADMITTED = Symbol('amas.admitted');
+type AmasRequest = Request & { [ADMITTED]?: Amas; user?: unknown };
+
+/**
+ * Express 4 and 5 middleware. `app.use(amasMiddleware())` with no options only times, measures and watches;
+ * it rejects nothing until limits or breakers are configured.
+ */
+export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOptions: ExpressAdapterOptions = {}): AmasMiddleware {
+  const { amas, owned } = resolveAmas(optionsOrInstance);
+  const onRejection = adapterOptions.onRejection ?? 'respond';
+  if (onRejection !== 'respond' && onRejection !== 'next') {
+    throw new TypeError(`amasMiddleware: onRejection must be 'respond' or 'next', received ${JSON.stringify(onRejection)}`);
+  }
+  const globalRoute = amas.http.compile({});
+
+  const run = (route: CompiledRoute, req: AmasRequest, res: Response, next: NextFunction) => {
+    const neutral: NeutralRequest = {
+      method: req.method,
+      url: req.originalUrl ?? req.url,
+      route: req.route ? `${req.baseUrl}${String(req.route.path)}` : undefined,
+      headers: req.headers,
+      ip: req.socket?.remoteAddress,
+      user: req.user,
+      body: req.body,
+    };
+    let admission: Admission | Promise<Admission>;
+    try {
+      admission = amas.http.admit(neutral, route);
+    } catch (error) {
+      return next(error);
+    }
+    if (admission instanceof Promise) admission.then((a) => apply(a, req, res, next), next);
+    else apply(admission, req, res, next);
+  };
+
+  const apply = (admission: Admission, req: AmasRequest, res: Response, next: NextFunction) => {
+    switch (admission.action) {
+      case 'skip':
+        return next();
+      case 'pass':
+        instrumentResponse(res, admission.ticket, {
+          maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes,
+          routeAtEnd: () => (req.route ? `${req.baseUrl}${String(req.route.path)}` : undefined),
+        });
+        req[ADMITTED] = amas;
+        return next();
+      case 'replay':
+        return writeSharedResponse(res, admission.response, admission.ticket);
+      case 'reject':
+        if (onRejection === 'next') {
+          recordResponseError(res, admission.rejection.error);
+          admission.ticket.finish({ status: admission.rejection.status, error: admission.rejection.error });
+          return next(admission.rejection.error);
+        }
+        send(res, admission.rejection);
+        return admission.ticket.finish({ status: admission.rejection.status, error: admission.rejection.error });
+    }
+  };
+
+  const middleware = ((req: Request, res: Response, next: NextFunction) => run(globalRoute, req as AmasRequest, res, next)) as AmasMiddleware;
+
+  Object.defineProperty(middleware, 'amas', { value: amas, enumerable: true });
+  middleware.route = (options: RouteOptions) => {
+    // Compiled now, at route registration: a bad option fails at start-up, not on the first request.
+    const full = amas.http.compile(options);
+    const nested = amas.http.compile(options, undefined, { nested: true });
+    return (req: Request, res: Response, next: NextFunction) => {
+      const r = req as AmasRequest;
+      run(r[ADMITTED] === amas ? nested : full, r, res, next);
+    };
+  };
+  middleware.metricsHandler = () => async (_req: Request, res: Response, next: NextFunction) => {
+    try {
+      const { contentType, body } = await amas.metrics.expose();
+      res.set('content-type', contentType).send(body);
+    } catch (error) {
+      next(error);
+    }
+  };
+  middleware.errorHandler = () => amasErrorHandler(amas);
+  middleware.close = async () => {
+    if (owned) await amas.close();
+  };
+  return middleware;
+}
+
+/** Express error middleware rendering AMAS errors exactly like the middleware's own rejections. */
+export function amasErrorHandler(amas: Amas): ErrorRequestHandler {
+  return (error: unknown, _req: Request, res: Response, next: NextFunction) => {
+    const rejection = amas.http.rejectionFor(error);
+    if (!rejection) return next(error);
+    recordResponseError(res, error);
+    if (res.headersSent) return next(error);
+    send(res, rejection);
+  };
+}
+
+function send(res: Response, rejection: Rejection): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.status(rejection.status).set(rejection.headers).json(rejection.body);
+}

@@ -1,0 +1,19 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+describe('close()', () => {
+  it('leaves no timers, sockets or listeners behind: the process has no active handles and exits by itself', () => {
+    const fixture = fileURLToPath(new URL('./fixtures/close-handles.mjs', import.meta.url));
+    const started = Date.now();
+    const result = spawnSync(process.execPath, [fixture], { encoding: 'utf8', timeout: 15_000, cwd: fileURLToPath(new URL('..', import.meta.url)) });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const report = JSON.parse(result.stdout.trim().split('\n').pop()!);
+    expect(report.handles).toEqual([]);
+    expect(report.requests).toBe(0);
+    expect(report.waiterResult).toBe('AMAS_ABORTED');
+    // It exited on its own, well before the 30 s and 60 s timers it had armed.
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+});
