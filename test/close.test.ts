@@ -10,8 +10,10 @@ describe('close()', () => {
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     const report = JSON.parse(result.stdout.trim().split('\n').pop()!);
-    expect(report.handles).toEqual([]);
-    expect(report.requests).toBe(0);
+    // It did hold timers (limiter sweep, queued waiter, share window), and released every one.
+    expect(report.timersBeforeClose).toBeGreaterThan(0);
+    expect(report.timers).toBe(0);
+    expect(report.resources).toEqual([]);
     expect(report.waiterResult).toBe('AMAS_ABORTED');
     // It exited on its own, well before the 30 s and 60 s timers it had armed.
     expect(Date.now() - started).toBeLessThan(15_000);

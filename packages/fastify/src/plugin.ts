@@ -1,5 +1,5 @@
-import { InvalidOptionError, isAmasError, type Amas, type RouteOptions } from '@amas/core';
-import type { FastifyInstance, FastifyPluginAsync, RouteOptions as FastifyRouteOptions } from 'fastify';
+import { InvalidOptionError, type Amas, type CompiledRoute, type RouteOptions } from '@amas/core';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import { routeErrorHandler } from './error-handler.js';
 import { resolvePluginOptions, type AmasFastifyOptions, type ResolvedPluginOptions } from './options.js';
@@ -17,7 +17,16 @@ declare module 'fastify' {
 }
 
 type HookList = unknown[] | ((...args: never[]) => unknown) | undefined;
-type MutableRoute = FastifyRouteOptions & Record<string, unknown> & { config?: { amas?: RouteOptions } };
+/** The route options fields the plugin reads or extends (onRoute hooks may mutate them). */
+interface MutableRoute {
+  url: string;
+  method: string | string[];
+  config?: { amas?: RouteOptions };
+  onRequest?: HookList;
+  preHandler?: HookList;
+  onError?: HookList;
+  errorHandler?: unknown;
+}
 
 /**
  * AMAS for Fastify 5: `await app.register(amas, options)`, then declare routes.
@@ -40,7 +49,7 @@ const plugin: FastifyPluginAsync<AmasFastifyOptions> = async (fastify: FastifyIn
   try {
     fastify.decorate('amas', settings.amas);
     if (settings.owned) fastify.addHook('onClose', () => settings.amas.close());
-    fastify.addHook('onRoute', (route) => attachRoute(route as MutableRoute, settings));
+    fastify.addHook('onRoute', (route) => attachRoute(route as unknown as MutableRoute, settings));
   } catch (error) {
     if (settings.owned) await settings.amas.close();
     throw error;
@@ -50,21 +59,21 @@ const plugin: FastifyPluginAsync<AmasFastifyOptions> = async (fastify: FastifyIn
 function attachRoute(route: MutableRoute, settings: ResolvedPluginOptions): void {
   const { amas, onRejection, errorHandler } = settings;
   const url = route.url;
-  let compiled;
+  let compiled: CompiledRoute;
   try {
     compiled = amas.http.compile(route.config?.amas, url);
   } catch (error) {
-    if (isAmasError(error) && error instanceof InvalidOptionError) {
+    if (error instanceof InvalidOptionError) {
       throw new InvalidOptionError(error.issues, `AMAS route options (config.amas) for ${methods(route.method)} ${url}`);
     }
     throw error;
   }
   if (compiled.skip) return;
   const phase = compiled.dedup ? 'preHandler' : 'onRequest';
-  route[phase] = append(route[phase] as HookList, admissionHook(amas, compiled, url, onRejection));
-  route.onError = append(route.onError as HookList, recordErrorHook);
+  route[phase] = append(route[phase], admissionHook(amas, compiled, url, onRejection));
+  route.onError = append(route.onError, recordErrorHook);
   if (errorHandler !== 'never' && !route.errorHandler) {
-    route.errorHandler = routeErrorHandler(amas, errorHandler) as unknown as FastifyRouteOptions['errorHandler'];
+    route.errorHandler = routeErrorHandler(amas, errorHandler);
   }
 }
 

@@ -514,7 +514,7 @@ describe('latency, failures and determinism', () => {
 
 describe('outages', () => {
   it('scheduled windows reject with their status and retry-after, then recover', async () => {
-    const p = await start({ outages: [{ startMs: 0, durationMs: 150, status: 429, retryAfterSeconds: 2 }] });
+    const p = await start({ outages: [{ startMs: 0, durationMs: 300, status: 429, retryAfterSeconds: 2 }] });
     const during = await chat(p, {});
     expect(during.status).toBe(429);
     expect(during.headers.get('retry-after')).toBe('2');
@@ -538,7 +538,7 @@ describe('outages', () => {
   });
 
   it('a later window starts after its startMs and defaults to 503 without retry-after', async () => {
-    const p = await start({ outages: [{ startMs: 150, durationMs: 150 }] });
+    const p = await start({ outages: [{ startMs: 250, durationMs: 200 }] });
     const before = await chat(p, {});
     expect(before.status).toBe(200);
     await before.body?.cancel();

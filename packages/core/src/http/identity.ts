@@ -31,7 +31,12 @@ export function resolveIdentity(req: NeutralRequest, options: IdentityOptions): 
     const id = cleanId(custom);
     if (id) return `key:${id}`;
   }
-  const user = cleanId(userId(req.user));
+  let user: string | undefined;
+  try {
+    user = cleanId(userId(req.user));
+  } catch {
+    user = undefined; // a user object whose id getter throws (or a hostile Proxy)
+  }
   if (user) return `user:${user}`;
   const address = clientAddress(req, options.trustProxy ?? false);
   return address ? `ip:${address}` : 'anonymous';

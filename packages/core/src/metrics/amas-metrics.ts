@@ -72,6 +72,19 @@ export class AmasMetrics {
       help: 'Calls through circuit breakers by outcome (success, failure, rejected, ignored)',
       labelNames: ['breaker', 'outcome'],
       registers,
+      // Read from each breaker's own totals at scrape time: a per-call listener would take every breaker
+      // off its allocation-free fast path.
+      collect: () => {
+        this.breakerCalls.reset();
+        for (const breaker of breakers.all()) {
+          const { totals } = breaker.stats();
+          const name = breaker.name;
+          this.breakerCalls.inc({ breaker: name, outcome: 'success' }, totals.successes);
+          this.breakerCalls.inc({ breaker: name, outcome: 'failure' }, totals.failures);
+          this.breakerCalls.inc({ breaker: name, outcome: 'rejected' }, totals.rejections);
+          this.breakerCalls.inc({ breaker: name, outcome: 'ignored' }, totals.ignored);
+        }
+      },
     });
     this.rateLimitDecisions = new Counter({
       name: `${p}ratelimit_decisions_total`,
@@ -86,10 +99,6 @@ export class AmasMetrics {
       registers,
     });
     breakers.on('stateChange', (e) => this.breakerTransitions.inc({ breaker: e.name, from: e.from, to: e.to }));
-    breakers.on('success', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'success' }));
-    breakers.on('failure', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'failure' }));
-    breakers.on('rejected', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'rejected' }));
-    breakers.on('ignored', (e) => this.breakerCalls.inc({ breaker: e.name, outcome: 'ignored' }));
   }
 
   /** The label value for a route: its pattern while under the cap, else `other`. */

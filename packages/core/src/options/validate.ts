@@ -40,8 +40,21 @@ export function toOptionIssues(issues: readonly z.core.$ZodIssue[], input: unkno
   return out;
 }
 
+/**
+ * How far into the value a branch got before failing: deeper paths mean the user meant that branch. A type
+ * mismatch at a path counts less than a wrong value there; nested unions count by their best branch.
+ */
 function depth(issues: readonly z.core.$ZodIssue[]): number {
-  return Math.max(0, ...issues.map((i) => i.path.length + (i.code === 'invalid_type' ? 0 : 0.5)));
+  return Math.max(
+    0,
+    ...issues.map((i) => {
+      if (i.code === 'invalid_union' && Array.isArray((i as { errors?: unknown }).errors)) {
+        const branches = (i as unknown as { errors: z.core.$ZodIssue[][] }).errors;
+        return i.path.length + Math.max(0, ...branches.map(depth));
+      }
+      return i.path.length + (i.code === 'invalid_type' || i.code === 'invalid_value' ? 0 : 0.5);
+    }),
+  );
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {

@@ -9,6 +9,7 @@ import {
   type BreakerEvents,
   type BreakerSnapshot,
   type CircuitBreakerOptions,
+  validateCircuitBreakerOptions,
 } from './circuit-breaker.js';
 
 /**
@@ -50,9 +51,9 @@ export class BreakerRegistry {
     this.clock = o.clock;
     // Each piece is valid alone; also check the merged result (e.g. recoveryBackoff.maxMs from the
     // defaults against a per-name recoveryTimeoutMs) now rather than on first use.
-    parseOptions(circuitBreakerOptionsSchema, this.defaults, WHERE, 'defaults');
+    validateCircuitBreakerOptions(this.defaults, WHERE, 'defaults');
     for (const [name, own] of Object.entries(this.configured)) {
-      parseOptions(circuitBreakerOptionsSchema, mergeOptions(this.defaults, own), WHERE, `breakers.${name}`);
+      validateCircuitBreakerOptions(mergeOptions(this.defaults, own), WHERE, `breakers.${name}`);
     }
     for (const event of EVENTS) {
       this.forwarders.set(event, (e) => this.emitter.emit(event, e as never));

@@ -67,18 +67,28 @@ export const circuitBreakerOptionsSchema = z
     isFailure: predicate.optional(),
     isResultFailure: predicate.optional(),
     clock: clockSchema.optional(),
-  })
-  .superRefine((o, ctx) => {
-    const recovery = o.recoveryTimeoutMs ?? DEFAULT_RECOVERY_MS;
-    if (o.recoveryBackoff && o.recoveryBackoff.maxMs < recovery) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['recoveryBackoff', 'maxMs'],
-        input: o.recoveryBackoff.maxMs,
-        message: `a number >= recoveryTimeoutMs (${recovery})`,
-      });
-    }
   });
+
+/**
+ * The options as one breaker will use them. `circuitBreakerOptionsSchema` validates each piece alone
+ * (engine defaults, per-name options); this also checks what only makes sense once they are merged.
+ */
+const resolvedOptionsSchema = circuitBreakerOptionsSchema.superRefine((o, ctx) => {
+  const recovery = o.recoveryTimeoutMs ?? DEFAULT_RECOVERY_MS;
+  if (o.recoveryBackoff && o.recoveryBackoff.maxMs < recovery) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['recoveryBackoff', 'maxMs'],
+      input: o.recoveryBackoff.maxMs,
+      message: `a number >= recoveryTimeoutMs (${recovery})`,
+    });
+  }
+});
+
+/** Validates the final (merged) options of one breaker; throws InvalidOptionError. */
+export function validateCircuitBreakerOptions(options: unknown, where: string, prefix = ''): CircuitBreakerOptions {
+  return parseOptions(resolvedOptionsSchema, options ?? {}, where, prefix) as CircuitBreakerOptions;
+}
 
 export interface BreakerPermit {
   success(): void;
@@ -92,6 +102,7 @@ export interface BreakerStats {
   state: BreakerState;
   consecutiveFailures: number;
   consecutiveSuccesses: number;
+  /** Tracked only when `failureRate` is set (it costs a clock read per call); zeros otherwise. */
   window: { calls: number; failures: number; failureRate: number };
   openedAt?: number;
   nextAttemptAt?: number;
@@ -145,7 +156,6 @@ export const breakerSnapshotSchema = z
 /** Plain JSON-serializable breaker state, for persisting across restarts or sharing between workers. */
 export type BreakerSnapshot = z.output<typeof breakerSnapshotSchema>;
 
-
 const NORMAL = 0;
 const PROBE = 1;
 const REJECTED = 2;
@@ -181,6 +191,7 @@ export class CircuitBreaker implements Policy {
   private consecutiveSuccesses = 0;
   private halfOpenInFlight = 0;
   private rejectNow = 0;
+  private fast = true;
   private totalSuccesses = 0;
   private totalFailures = 0;
   private totalRejections = 0;
@@ -197,7 +208,7 @@ export class CircuitBreaker implements Policy {
 
   constructor(options: CircuitBreakerOptions = {}) {
     const name = typeof options?.name === 'string' ? options.name : 'default';
-    const o = parseOptions(circuitBreakerOptionsSchema, options ?? {}, `circuit breaker "${name}" options`);
+    const o = validateCircuitBreakerOptions(options, `circuit breaker "${name}" options`);
     this.name = o.name ?? 'default';
     this.clock = o.clock ?? systemClock;
     this.failureThreshold = o.failureThreshold ?? 5;
@@ -214,6 +225,7 @@ export class CircuitBreaker implements Policy {
     this.successThreshold = o.successThreshold ?? 1;
     this.isFailure = o.isFailure ?? defaultIsFailure;
     this.isResultFailure = o.isResultFailure;
+    this.updateFast();
     const quoted = `Circuit breaker "${this.name}"`;
     this.messages = {
       closed: `${quoted} is closed`,
@@ -223,13 +235,35 @@ export class CircuitBreaker implements Policy {
     };
   }
 
-  async execute<T>(work: Work<T>, signal?: AbortSignal): Promise<T> {
+  /**
+   * Runs `work` if the breaker admits it, else rejects with BreakerOpenError without calling it. Resolves
+   * with the work's result even when `isResultFailure` counts that result as a failure.
+   */
+  execute<T>(work: Work<T>, signal?: AbortSignal): Promise<T> {
+    if (this.state === 'closed' && this.fast) {
+      // Hot path: prebound handlers (no per-call closures) and no clock reads.
+      let pending: Promise<T> | T;
+      try {
+        pending = work(signal === undefined ? NO_SIGNAL_CTX : { signal, attempt: 1 });
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      return (pending instanceof Promise ? pending : Promise.resolve(pending)).then(
+        this.fastSettled as (result: T) => T,
+        this.fastFailed,
+      );
+    }
     let probe = false;
     if (this.state !== 'closed') {
       const admitted = this.admitSlow();
-      if (admitted === REJECTED) throw this.reject();
+      if (admitted === REJECTED) return Promise.reject(this.reject());
       probe = admitted === PROBE;
     }
+    return this.executeTracked(work, signal, probe);
+  }
+
+  /** The general path: measures duration and remembers the generation it was admitted under. */
+  private async executeTracked<T>(work: Work<T>, signal: AbortSignal | undefined, probe: boolean): Promise<T> {
     const generation = this.generation;
     const start = this.clock.now();
     let result: T;
@@ -243,6 +277,37 @@ export class CircuitBreaker implements Policy {
     if (this.isResultFailure !== undefined && this.resultFails(result)) this._fail(result, generation, probe, start);
     else this._succeed(generation, probe, start);
     return result;
+  }
+
+  /**
+   * Fast-path outcomes. Without a generation they count only if the breaker is still closed; a call
+   * admitted before an open -> half-open -> closed cycle that settles after it counts in the new closed
+   * period, which is harmless (it is fresh evidence about the upstream).
+   */
+  private readonly fastSettled = (result: unknown): unknown => {
+    if (this.isResultFailure !== undefined && this.resultFails(result)) {
+      this.fastFailure(result);
+    } else {
+      this.totalSuccesses++;
+      if (this.state === 'closed') {
+        this.consecutiveFailures = 0;
+        this.consecutiveSuccesses++;
+      }
+    }
+    return result;
+  };
+
+  private readonly fastFailed = (error: unknown): never => {
+    if (this._counts(error)) this.fastFailure(error);
+    else this._ignore(error, -1, false);
+    throw error;
+  };
+
+  private fastFailure(error: unknown): void {
+    this.totalFailures++;
+    // A listener added while the call ran: its start time was not read, so no duration is known.
+    if (this.emitter.has('failure')) this.emitter.emit('failure', { name: this.name, error, durationMs: 0 });
+    if (this.state === 'closed') this.applyFailure(this.clock.now());
   }
 
   /** For callers that run the work themselves. Throws BreakerOpenError when no call is allowed. */
@@ -344,8 +409,8 @@ export class CircuitBreaker implements Policy {
 
   /**
    * Adopts a snapshot (possibly from another process). Probes in flight cannot be carried over, so a
-   * half-open snapshot restores with every probe slot free. Window buckets are dropped when the bucket
-   * size differs from this breaker's. Throws InvalidOptionError for a malformed snapshot.
+   * half-open snapshot restores with every probe slot free. Window buckets are dropped when this breaker
+   * has no failureRate or a different bucket size. Throws InvalidOptionError for a malformed snapshot.
    */
   restore(snapshot: BreakerSnapshot): void {
     const s = parseOptions(breakerSnapshotSchema, snapshot, `circuit breaker "${this.name}" snapshot`);
@@ -363,7 +428,7 @@ export class CircuitBreaker implements Policy {
     this.totalRejections = s.totals.rejections;
     this.totalIgnored = s.totals.ignored;
     this.clearWindow();
-    if (s.window.bucketMs === this.bucketMs) {
+    if (this.rateThreshold > 0 && s.window.bucketMs === this.bucketMs) {
       const size = this.bucketCalls.length;
       this.headEpoch = Math.floor(this.clock.now() / this.bucketMs);
       this.headIndex = 0;
@@ -383,12 +448,23 @@ export class CircuitBreaker implements Policy {
   }
 
   on<K extends keyof BreakerEvents>(event: K, listener: (event: BreakerEvents[K]) => void): () => void {
-    return this.emitter.on(event, listener);
+    const off = this.emitter.on(event, listener);
+    this.updateFast();
+    return () => {
+      off();
+      this.updateFast();
+    };
   }
 
   /** Removes every listener. The breaker owns no timers, so nothing else needs releasing. */
   dispose(): void {
     this.emitter.removeAll();
+    this.updateFast();
+  }
+
+  /** The closed fast path skips clock reads, so it needs no window and nobody wanting durations. */
+  private updateFast(): void {
+    this.fast = this.rateThreshold === 0 && !this.emitter.has('success') && !this.emitter.has('failure');
   }
 
   // ---- outcome recording (called by execute and by permits) ----
@@ -406,7 +482,7 @@ export class CircuitBreaker implements Policy {
     }
     this.consecutiveFailures = 0;
     this.consecutiveSuccesses++;
-    this.record(now, false);
+    if (this.rateThreshold > 0) this.record(now, false);
   }
 
   /** @internal */
@@ -421,17 +497,23 @@ export class CircuitBreaker implements Policy {
       this.transition('open', 'probeFailure', now);
       return;
     }
+    this.applyFailure(now);
+  }
+
+  /** A counted failure of a call admitted while closed, the breaker still being closed. */
+  private applyFailure(now: number): void {
     this.consecutiveFailures++;
     this.consecutiveSuccesses = 0;
-    this.record(now, true);
     if (this.failureThreshold > 0 && this.consecutiveFailures >= this.failureThreshold) {
+      if (this.rateThreshold > 0) this.record(now, true);
       this.transition('open', 'consecutiveFailures', now);
-    } else if (
-      this.rateThreshold > 0 &&
-      this.windowCalls >= this.minimumCalls &&
-      this.windowFailures / this.windowCalls >= this.rateThreshold
-    ) {
-      this.transition('open', 'failureRate', now);
+      return;
+    }
+    if (this.rateThreshold > 0) {
+      this.record(now, true);
+      if (this.windowCalls >= this.minimumCalls && this.windowFailures / this.windowCalls >= this.rateThreshold) {
+        this.transition('open', 'failureRate', now);
+      }
     }
   }
 

@@ -64,6 +64,9 @@ export interface InMemoryLimiterConfig {
   sweepIntervalMs: number;
 }
 
+/** Longest delay a Node timer takes; a longer wait just re-checks and re-arms. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 interface Waiter {
   cost: number;
   resolve: (decision: LimitDecision) => void;
@@ -144,7 +147,9 @@ export abstract class InMemoryLimiter<S> implements Limiter {
     const state = entry.state;
     if (entry.queue !== undefined) {
       this.advance(state, now);
-      return this.decision(state, now, cost, this.queuedWait(entry.queue, now, cost));
+      const decision = this.decision(state, now, cost, this.queuedWait(entry.queue, now, cost));
+      for (const window of decision.windows) window.remaining = 0; // what is left is promised to waiters
+      return decision;
     }
     return this.decision(state, now, cost, this.consume(state, now, cost));
   }
@@ -198,7 +203,7 @@ export abstract class InMemoryLimiter<S> implements Limiter {
     const projected = this.clone(queue === undefined ? entry.state : queue.projected);
     const at = this.projectAdmission(projected, queue === undefined ? now : Math.max(now, queue.projectedAt), cost);
     const wait = at - now;
-    if (wait > timeoutMs) {
+    if (wait > timeoutMs || wait === Infinity) {
       return Promise.reject(
         new RateLimitedError(`${this.label()}: waiting ${Math.ceil(wait)}ms would exceed timeoutMs ${timeoutMs}`, {
           retryAfterMs: wait,
@@ -229,7 +234,7 @@ export abstract class InMemoryLimiter<S> implements Limiter {
           serve: () => this.serve(entry, q),
         };
         queue = entry.queue = q;
-        q.timer = this.clock.setTimeout(q.serve, wait);
+        q.timer = this.clock.setTimeout(q.serve, Math.min(wait, MAX_TIMER_MS));
       } else {
         queue.projected = projected;
         queue.projectedAt = at;
@@ -369,7 +374,7 @@ export abstract class InMemoryLimiter<S> implements Limiter {
       const waiter = waiters[0]!;
       const wait = this.consume(entry.state, now, waiter.cost);
       if (wait > 0) {
-        queue.timer = this.clock.setTimeout(queue.serve, wait);
+        queue.timer = this.clock.setTimeout(queue.serve, Math.min(wait, MAX_TIMER_MS));
         return;
       }
       waiters.shift();

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { durationSchema } from '../options/duration.js';
 import { nonNegativeInt, parseOptions, positiveInt } from '../options/validate.js';
 import type { Limiter } from './limit-decision.js';
-import { MAX_BUCKETS, SlidingWindowLimiter, windowsSchema } from './sliding-window.js';
+import { SLIDING_WINDOW_MAX_BUCKETS, SlidingWindowLimiter, slidingWindowsSchema } from './sliding-window.js';
 import { TokenBucketLimiter } from './token-bucket.js';
 
 /** A limiter described as data (config files, the engine's `limits` option). */
@@ -58,7 +58,7 @@ const common = {
   maxQueue: nonNegativeInt.optional(),
   maxKeys: positiveInt.optional(),
 };
-const buckets = z.number().int().min(1).max(MAX_BUCKETS).optional();
+const buckets = z.number().int().min(1).max(SLIDING_WINDOW_MAX_BUCKETS).optional();
 const slidingAlgorithm = z.literal('sliding-window').optional();
 
 const shorthandSpec = z.strictObject({
@@ -68,7 +68,7 @@ const shorthandSpec = z.strictObject({
   buckets,
   ...common,
 });
-const windowsSpec = z.strictObject({ algorithm: slidingAlgorithm, windows: windowsSchema, buckets, ...common });
+const windowsSpec = z.strictObject({ algorithm: slidingAlgorithm, windows: slidingWindowsSchema, buckets, ...common });
 const tokenBucketSpec = z.strictObject({
   algorithm: z.literal('token-bucket'),
   capacity: z.number().finite().positive(),

@@ -8,10 +8,13 @@ import { InMemoryLimiter, type LimitDecision, type WindowState, type WindowUsage
  * Strict sliding windows, several at once (e.g. 100/minute + 1000/hour + 10000/day): a call is admitted
  * only if every window has room, and then it is charged to all of them.
  *
- * Each window of length W is cut into B sub-buckets (bucket j covers [jW/B, (j+1)W/B)) and a ring of the
- * last B+1 bucket counts is kept. A call at time t sees every unit charged in (t-W, t] because all of
- * them sit in the B+1 buckets ending at t's bucket, so no span of length W ever holds more than `limit`
- * units. The price of strictness: a unit keeps counting for between W and W + W/B ms.
+ * Each window of length W is cut into B sub-buckets (bucket j covers [jW/B, (j+1)W/B)); a ring keeps the
+ * last B+1 buckets, each with its unit count and the time of its latest charge. A bucket counts in full
+ * until W after its latest charge, then drops out. At time t every unit charged in (t-W, t] is therefore
+ * counted (the oldest bucket may add units a little older), so no half-open span of length W ever holds
+ * more than `limit` units. A lone call frees exactly W after it was made; a unit sharing its bucket with a
+ * later one keeps counting until W after that later one (at most W/B longer). State per key is bounded:
+ * 2(B+1) numbers per window.
  *
  * The algorithm is a pure state transition over plain numbers and arrays: given (state, config, now,
  * cost) it updates the state and returns the wait, with no clock, timers or I/O. The in-memory store
@@ -21,12 +24,18 @@ import { InMemoryLimiter, type LimitDecision, type WindowState, type WindowUsage
 export interface SlidingWindowState {
   /** Per window: absolute index of the newest bucket the ring has been rotated to. */
   heads: number[];
-  /** Per window: sum of the ring. */
+  /** Per window: ring slot (0..B) holding bucket `heads[w]`; older buckets sit in the slots before it. */
+  cursors: number[];
+  /** Per window: units the window holds now (sum of its ring). */
   totals: number[];
   /** The rings back to back: window w owns slots [offsets[w], offsets[w] + buckets[w] + 1). */
   counts: number[];
+  /** Per slot: time of the latest charge into it (meaningful only while its count is > 0). */
+  times: number[];
   /** Time of the last charge (-Infinity when none). */
   lastAt: number;
+  /** Before this time nothing can expire or rotate (a cheap early exit for the hot path). */
+  rotateAt: number;
 }
 
 export interface SlidingWindowConfig {
@@ -37,16 +46,11 @@ export interface SlidingWindowConfig {
   offsets: number[];
 }
 
-function slot(index: number, size: number): number {
-  const r = index % size;
-  return r < 0 ? r + size : r;
-}
-
 function bucketIndex(t: number, windowMs: number, buckets: number): number {
   return Math.floor((t * buckets) / windowMs);
 }
 
-/** First whole ms that falls in bucket `index` (integer arithmetic where it matters, so no float drift). */
+/** First whole ms that falls in bucket `index` (one division and a ceil, so no float drift). */
 function bucketStart(index: number, windowMs: number, buckets: number): number {
   return Math.ceil((index * windowMs) / buckets);
 }
@@ -54,56 +58,111 @@ function bucketStart(index: number, windowMs: number, buckets: number): number {
 export function slidingWindowInitial(config: SlidingWindowConfig, now: number): SlidingWindowState {
   const n = config.limits.length;
   const heads: number[] = [];
+  const cursors: number[] = [];
+  const totals: number[] = [];
   let slots = 0;
   for (let w = 0; w < n; w++) {
     heads.push(bucketIndex(now, config.windowMs[w]!, config.buckets[w]!));
+    cursors.push(0);
+    totals.push(0);
     slots += config.buckets[w]! + 1;
   }
-  return { heads, totals: new Array<number>(n).fill(0), counts: new Array<number>(slots).fill(0), lastAt: -Infinity };
+  const counts: number[] = [];
+  const times: number[] = [];
+  for (let k = 0; k < slots; k++) {
+    counts.push(0);
+    times.push(0);
+  }
+  const state = { heads, cursors, totals, counts, times, lastAt: -Infinity, rotateAt: 0 };
+  state.rotateAt = nextChange(state, config);
+  return state;
 }
 
-/** Rotates every ring to `now`, dropping buckets that left the window. A clock moving back rotates nothing. */
+/** Earliest time any ring must rotate (just before the next bucket starts) or its oldest bucket expires. */
+function nextChange(state: SlidingWindowState, config: SlidingWindowConfig): number {
+  let at = Infinity;
+  for (let w = 0; w < state.heads.length; w++) {
+    const buckets = config.buckets[w]!;
+    const rotate = bucketStart(state.heads[w]! + 1, config.windowMs[w]!, buckets) - 1;
+    if (rotate < at) at = rotate;
+    const cursor = state.cursors[w]!;
+    const oldest = config.offsets[w]! + (cursor === buckets ? 0 : cursor + 1);
+    if (state.counts[oldest]! > 0) {
+      const expires = state.times[oldest]! + config.windowMs[w]!;
+      if (expires < at) at = expires;
+    }
+  }
+  return at;
+}
+
+/**
+ * Moves every window to `now`: rotates the ring past buckets that left it and drops the oldest bucket
+ * once W has passed since its latest charge. A clock moving back changes nothing.
+ */
 export function slidingWindowAdvance(state: SlidingWindowState, config: SlidingWindowConfig, now: number): void {
-  const { heads, totals, counts } = state;
+  if (now < state.rotateAt) return;
+  const { heads, cursors, totals, counts, times } = state;
   for (let w = 0; w < heads.length; w++) {
     const buckets = config.buckets[w]!;
-    const current = bucketIndex(now, config.windowMs[w]!, buckets);
-    let head = heads[w]!;
-    if (current <= head) continue;
-    const size = buckets + 1;
+    const windowMs = config.windowMs[w]!;
     const offset = config.offsets[w]!;
-    if (current - head >= size || totals[w] === 0) {
-      if (totals[w] !== 0) for (let k = 0; k < size; k++) counts[offset + k] = 0;
-      totals[w] = 0;
-    } else {
-      let total = totals[w]!;
-      while (head < current) {
-        head++;
-        const s = offset + slot(head, size);
-        total -= counts[s]!;
-        counts[s] = 0;
+    const current = bucketIndex(now, windowMs, buckets);
+    let head = heads[w]!;
+    let cursor = cursors[w]!;
+    let total = totals[w]!;
+    if (current > head) {
+      if (total === 0) {
+        cursor = 0; // nothing to drop: any slot can hold the new head
+      } else if (current - head > buckets) {
+        for (let k = 0; k <= buckets; k++) counts[offset + k] = 0;
+        total = 0;
+        cursor = 0;
+      } else {
+        while (head < current) {
+          head++;
+          cursor = cursor === buckets ? 0 : cursor + 1;
+          total -= counts[offset + cursor]!;
+          counts[offset + cursor] = 0;
+        }
       }
-      // Fractional costs can leave float dust; a ring holding nothing must read exactly 0.
-      totals[w] = total > 1e-9 ? total : 0;
+      heads[w] = current;
+      cursors[w] = cursor;
     }
-    heads[w] = current;
+    if (total > 0) {
+      const oldest = offset + (cursor === buckets ? 0 : cursor + 1);
+      const count = counts[oldest]!;
+      if (count > 0 && times[oldest]! + windowMs <= now) {
+        total -= count;
+        counts[oldest] = 0;
+      }
+    }
+    if (total <= 1e-9 && total !== 0) {
+      // Fractional costs can leave float dust; a window holding nothing must read exactly 0.
+      for (let k = 0; k <= buckets; k++) counts[offset + k] = 0;
+      total = 0;
+    }
+    totals[w] = total;
   }
+  state.rotateAt = nextChange(state, config);
 }
 
-/** ms until `excess` units have aged out of window `w` (the oldest buckets leave first). */
+/** ms until `excess` units have left window `w` (the oldest buckets leave first). */
 function waitForExcess(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number, excess: number): number {
   const buckets = config.buckets[w]!;
   const windowMs = config.windowMs[w]!;
-  const size = buckets + 1;
   const offset = config.offsets[w]!;
-  const head = state.heads[w]!;
+  let cursor = state.cursors[w]!;
   let freed = 0;
-  for (let index = head - buckets; index <= head; index++) {
-    freed += state.counts[offset + slot(index, size)]!;
-    // Bucket `index` stops counting once the current bucket is index + B + 1.
-    if (freed >= excess - 1e-9) return bucketStart(index + size, windowMs, buckets) - now;
+  let latest = now;
+  for (let k = 0; k <= buckets; k++) {
+    cursor = cursor === buckets ? 0 : cursor + 1; // walks from the oldest slot to the head
+    const count = state.counts[offset + cursor]!;
+    if (count === 0) continue;
+    latest = state.times[offset + cursor]!;
+    freed += count;
+    if (freed >= excess - 1e-9) break;
   }
-  return bucketStart(head + size, windowMs, buckets) - now;
+  return Math.max(1, Math.ceil(latest + windowMs - now));
 }
 
 /**
@@ -112,8 +171,8 @@ function waitForExcess(state: SlidingWindowState, config: SlidingWindowConfig, w
  */
 export function slidingWindowConsume(state: SlidingWindowState, config: SlidingWindowConfig, now: number, cost: number): number {
   slidingWindowAdvance(state, config, now);
-  const { heads, totals, counts } = state;
-  const n = heads.length;
+  const { totals, counts, times, cursors } = state;
+  const n = totals.length;
   let wait = 0;
   for (let w = 0; w < n; w++) {
     const excess = totals[w]! + cost - config.limits[w]!;
@@ -125,7 +184,9 @@ export function slidingWindowConsume(state: SlidingWindowState, config: SlidingW
   if (wait > 0) return wait;
   if (cost > 0) {
     for (let w = 0; w < n; w++) {
-      counts[config.offsets[w]! + slot(heads[w]!, config.buckets[w]! + 1)]! += cost;
+      const s = config.offsets[w]! + cursors[w]!;
+      counts[s]! += cost;
+      if (now > times[s]! || counts[s] === cost) times[s] = now;
       totals[w]! += cost;
     }
     if (now > state.lastAt) state.lastAt = now;
@@ -133,28 +194,26 @@ export function slidingWindowConsume(state: SlidingWindowState, config: SlidingW
   return 0;
 }
 
-/** ms until everything window `w` holds now has aged out (0 when empty). */
+/** ms until everything window `w` holds now has left it (0 when empty). */
 export function slidingWindowResetMs(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number): number {
   if (state.totals[w] === 0) return 0;
   const buckets = config.buckets[w]!;
-  const size = buckets + 1;
   const offset = config.offsets[w]!;
-  const head = state.heads[w]!;
-  for (let index = head; index >= head - buckets; index--) {
-    if (state.counts[offset + slot(index, size)]! > 0) {
-      return Math.max(0, bucketStart(index + size, config.windowMs[w]!, buckets) - now);
+  let cursor = state.cursors[w]!;
+  for (let k = 0; k <= buckets; k++) {
+    if (state.counts[offset + cursor]! > 0) {
+      const left = state.times[offset + cursor]! + config.windowMs[w]! - now;
+      return left > 0 ? Math.ceil(left) : 0;
     }
+    cursor = cursor === 0 ? buckets : cursor - 1; // from the head back to the oldest
   }
   return 0;
 }
 
 /** True when every unit ever charged has left every window, so the state equals a fresh one. */
 export function slidingWindowIdle(state: SlidingWindowState, config: SlidingWindowConfig, now: number): boolean {
-  if (state.lastAt === -Infinity) return true;
-  for (let w = 0; w < config.limits.length; w++) {
-    const windowMs = config.windowMs[w]!;
-    const buckets = config.buckets[w]!;
-    if (bucketIndex(now, windowMs, buckets) - bucketIndex(state.lastAt, windowMs, buckets) <= buckets) return false;
+  for (let w = 0; w < config.windowMs.length; w++) {
+    if (now < state.lastAt + config.windowMs[w]!) return false;
   }
   return true;
 }
@@ -166,9 +225,9 @@ const windowSpecSchema = z.strictObject({
 });
 
 /** Sub-bucket count bounds: more buckets = tighter windows but more memory per key. */
-export const MAX_BUCKETS = 3600;
+export const SLIDING_WINDOW_MAX_BUCKETS = 3600;
 
-export const windowsSchema = z
+export const slidingWindowsSchema = z
   .array(windowSpecSchema)
   .min(1)
   .max(10)
@@ -189,15 +248,15 @@ export const windowsSchema = z
 
 export const slidingWindowOptionsSchema = z.strictObject({
   name: z.string().min(1).optional(),
-  windows: windowsSchema,
-  buckets: z.number().int().min(1).max(MAX_BUCKETS).optional(),
+  windows: slidingWindowsSchema,
+  buckets: z.number().int().min(1).max(SLIDING_WINDOW_MAX_BUCKETS).optional(),
   maxQueue: nonNegativeInt.optional(),
   maxKeys: positiveInt.optional(),
   clock: clockSchema.optional(),
 });
 
 export interface SlidingWindowSpec {
-  /** Default `<limit>-per-<window>`, e.g. '100-per-1m'. */
+  /** Default `<limit>-per-<window>`, e.g. '100-per-1m'; a lone window defaults to the limiter's name if set. */
   name?: string;
   /** Units admitted per window: an integer >= 1. */
   limit: number;
@@ -248,9 +307,11 @@ export class SlidingWindowLimiter extends InMemoryLimiter<SlidingWindowState> {
       config.buckets.push(b);
       config.offsets.push(offset);
       offset += b + 1;
-      windows.push({ name: w.name ?? defaultWindowName(w.limit, w.window), limit: w.limit, windowMs: w.window });
+      // A lone unnamed window is the limiter itself: it takes the limiter's name when one was given.
+      const fallback = o.windows.length === 1 && o.name !== undefined ? o.name : defaultWindowName(w.limit, w.window);
+      windows.push({ name: w.name ?? fallback, limit: w.limit, windowMs: w.window });
     }
-    const longest = Math.max(...config.windowMs.map((ms, i) => ms + ms / config.buckets[i]!));
+    const longest = Math.max(...config.windowMs);
     super({
       name: o.name ?? 'sliding-window',
       clock: o.clock ?? systemClock,
@@ -280,7 +341,15 @@ export class SlidingWindowLimiter extends InMemoryLimiter<SlidingWindowState> {
   }
 
   protected clone(state: SlidingWindowState): SlidingWindowState {
-    return { heads: state.heads.slice(), totals: state.totals.slice(), counts: state.counts.slice(), lastAt: state.lastAt };
+    return {
+      heads: state.heads.slice(),
+      cursors: state.cursors.slice(),
+      totals: state.totals.slice(),
+      counts: state.counts.slice(),
+      times: state.times.slice(),
+      lastAt: state.lastAt,
+      rotateAt: state.rotateAt,
+    };
   }
 
   protected decision(state: SlidingWindowState, now: number, cost: number, retryAfterMs: number): LimitDecision {

@@ -28,20 +28,21 @@ import { defaultReply, estimateTokens, promptTokens, splitWords, truncateToToken
 import type { MockLatency, MockProvider, MockProviderOptions, MockProviderStats } from './types.js';
 
 type Kind = 'chat' | 'embeddings' | 'models';
-const ROUTES: Record<string, { method: string; kind: Kind } | undefined> = {
-  '/v1/chat/completions': { method: 'POST', kind: 'chat' },
-  '/v1/embeddings': { method: 'POST', kind: 'embeddings' },
-  '/v1/models': { method: 'GET', kind: 'models' },
-};
-const ADMIN_ROUTES: Record<string, string | undefined> = {
-  '/__mock/stats': 'GET',
-  '/__mock/reset': 'POST',
-  '/__mock/outage': 'POST',
-};
+const ROUTES = new Map<string, { method: string; kind: Kind }>([
+  ['/v1/chat/completions', { method: 'POST', kind: 'chat' }],
+  ['/v1/embeddings', { method: 'POST', kind: 'embeddings' }],
+  ['/v1/models', { method: 'GET', kind: 'models' }],
+]);
+const ADMIN_ROUTES = new Map<string, string>([
+  ['/__mock/stats', 'GET'],
+  ['/__mock/reset', 'POST'],
+  ['/__mock/outage', 'POST'],
+]);
 export const MOCK_MODELS = ['gpt-4o-mini', 'gpt-4o', 'text-embedding-3-small'] as const;
 
 /** One counted provider request: its abort signal fires when the client goes away or the server closes. */
 interface Exchange {
+  id: number;
   req: IncomingMessage;
   res: ServerResponse;
   controller: AbortController;
@@ -155,7 +156,7 @@ class MockProviderServer implements MockProvider {
     if (path === '/health') return this.health(req, res);
 
     const ex = this.begin(req, res);
-    const route = ROUTES[path];
+    const route = ROUTES.get(path);
     if (!route) return this.fail(ex, 404, `Unknown request URL: ${req.method} ${path}.`, 'unknown_url');
     if (req.method !== route.method) {
       return this.fail(ex, 405, `Method ${req.method} not allowed on ${path}; use ${route.method}.`, 'method_not_allowed', null, {
@@ -223,11 +224,11 @@ class MockProviderServer implements MockProvider {
   }
 
   private begin(req: IncomingMessage, res: ServerResponse): Exchange {
-    const ex: Exchange = { req, res, controller: new AbortController(), done: false };
+    const ex: Exchange = { id: ++this.nextId, req, res, controller: new AbortController(), done: false };
     this.counters.requests++;
     if (++this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     this.live.add(ex);
-    res.setHeader('x-mock-request-id', `mock-${++this.nextId}`);
+    res.setHeader('x-mock-request-id', `mock-${ex.id}`);
     res.once('close', () => this.end(ex));
     return ex;
   }
@@ -328,7 +329,7 @@ class MockProviderServer implements MockProvider {
     const completion = estimateTokens(content);
     const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
     const finishReason = truncated ? 'length' : 'stop';
-    const id = `chatcmpl-mock-${this.nextId}`;
+    const id = `chatcmpl-mock-${ex.id}`;
     const created = Math.floor(Date.now() / 1000);
     if (request.stream) return this.stream(ex, { id, created, model: request.model }, content, finishReason, request.includeUsage ? usage : undefined);
     this.send(ex, 200, {
@@ -422,7 +423,7 @@ class MockProviderServer implements MockProvider {
   }
 
   private async admin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    const method = ADMIN_ROUTES[path];
+    const method = ADMIN_ROUTES.get(path);
     if (!method) return sendJson(res, 404, errorBody(404, `Unknown admin URL: ${path}.`, 'unknown_url'));
     if (req.method !== method) {
       return sendJson(res, 405, errorBody(405, `Method ${req.method} not allowed on ${path}; use ${method}.`, 'method_not_allowed'), {

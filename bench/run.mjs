@@ -1,0 +1,497 @@
+#!/usr/bin/env node
+/**
+ * AMAS benchmark runner. Usage (from the repo root, after `pnpm build`; `pnpm bench` does both):
+ *   node bench/run.mjs [--quick] [--only <group>[,<group>...]] [--rounds <n>]
+ *
+ * Every variant is measured against a baseline and its peers IN THE SAME RUN, interleaved: each round
+ * visits every variant once (starting at a different variant each round), and the reported number is the
+ * median over rounds. Ratios of medians are what matter; absolute numbers depend on the machine.
+ *
+ * Micro benches: one fresh child process per sample (no JIT cross-talk between variants).
+ * HTTP benches: one child process per server (kept up for the whole run, warmed first), load from
+ * autocannon in another child process (bench/load.mjs), loopback only.
+ *
+ * Output: one table on stdout (progress goes to stderr), and bench/results/latest.json.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+// ---------------------------------------------------------------------------------------------------------
+// What is measured
+
+const GROUPS = {
+  'breaker-closed': {
+    kind: 'micro',
+    script: 'micro/breaker-closed.mjs',
+    unit: 'ops/s',
+    variants: [
+      { id: 'baseline', label: 'bare `await fn()` loop', baseline: true },
+      { id: 'amas', label: 'AMAS CircuitBreaker.execute', target: 0.5 },
+      { id: 'cockatiel', label: 'cockatiel circuitBreaker(ConsecutiveBreaker(5))' },
+      { id: 'opossum', label: 'opossum fire() (timeout: false)' },
+    ],
+  },
+  'breaker-open': {
+    kind: 'micro',
+    script: 'micro/breaker-open.mjs',
+    unit: 'ops/s',
+    variants: [
+      { id: 'baseline', label: '`Promise.reject(prebuilt)` caught', baseline: true },
+      { id: 'amas', label: 'AMAS CircuitBreaker (open) fast-fail', target: 0.8 },
+      { id: 'cockatiel', label: 'cockatiel (open) fast-fail' },
+      { id: 'opossum', label: 'opossum (open) fast-fail' },
+    ],
+  },
+  limiter: {
+    kind: 'micro',
+    script: 'micro/limiter.mjs',
+    unit: 'ops/s',
+    variants: [
+      { id: 'baseline', label: 'bare Map get+set counter', baseline: true },
+      { id: 'amas-sliding-window', label: 'AMAS sliding window check()', target: 0.6 },
+      { id: 'amas-token-bucket', label: 'AMAS token bucket check()', target: 0.6 },
+      { id: 'rate-limiter-flexible', label: 'rate-limiter-flexible Memory (await consume)' },
+    ],
+  },
+  'http-express': {
+    kind: 'http',
+    script: 'servers/express.mjs',
+    unit: 'req/s',
+    variants: [
+      { id: 'bare', label: 'Express 5 bare', baseline: true },
+      { id: 'amas', label: 'amasMiddleware (limit+breaker+dedup+metrics)', target: 0.92 },
+      { id: 'express-rate-limit', label: 'express-rate-limit alone' },
+    ],
+  },
+  'http-fastify': {
+    kind: 'http',
+    script: 'servers/fastify.mjs',
+    unit: 'req/s',
+    variants: [
+      { id: 'bare', label: 'Fastify 5 bare', baseline: true },
+      { id: 'amas', label: '@amas/fastify (limit+breaker+dedup+metrics)', target: 0.88 },
+      { id: 'fastify-rate-limit', label: '@fastify/rate-limit alone' },
+    ],
+  },
+};
+
+const ALIASES = {
+  micro: ['breaker-closed', 'breaker-open', 'limiter'],
+  breaker: ['breaker-closed', 'breaker-open'],
+  http: ['http-express', 'http-fastify'],
+  express: ['http-express'],
+  fastify: ['http-fastify'],
+};
+
+const SETTINGS = {
+  full: { microRounds: 7, sampleMs: 400, warmupMs: 300, httpRounds: 3, seconds: 5, warmupSeconds: 3, connections: 50 },
+  quick: { microRounds: 3, sampleMs: 150, warmupMs: 100, httpRounds: 2, seconds: 1, warmupSeconds: 1, connections: 50 },
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Command line
+
+function parseCli(argv) {
+  const cli = { quick: false, only: undefined, rounds: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--quick') cli.quick = true;
+    else if (arg === '--only' || arg.startsWith('--only=')) {
+      const value = arg.includes('=') ? arg.slice(7) : argv[++i];
+      if (!value) fail('--only needs a group');
+      cli.only = value;
+    } else if (arg === '--rounds' || arg.startsWith('--rounds=')) {
+      const value = Number(arg.includes('=') ? arg.slice(9) : argv[++i]);
+      if (!Number.isInteger(value) || value < 1) fail('--rounds needs a positive integer');
+      cli.rounds = value;
+    } else if (arg === '--help' || arg === '-h') {
+      console.log(
+        `usage: node bench/run.mjs [--quick] [--only <group>[,...]] [--rounds <n>]\n` +
+          `groups: ${Object.keys(GROUPS).join(', ')}\naliases: ${Object.keys(ALIASES).join(', ')}`,
+      );
+      process.exit(0);
+    } else fail(`unknown argument "${arg}" (try --help)`);
+  }
+  return cli;
+}
+
+function selectGroups(only) {
+  if (only === undefined) return Object.keys(GROUPS);
+  const selected = new Set();
+  for (const name of only.split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (GROUPS[name]) selected.add(name);
+    else if (ALIASES[name]) ALIASES[name].forEach((g) => selected.add(g));
+    else fail(`unknown group "${name}"; groups: ${Object.keys(GROUPS).join(', ')}; aliases: ${Object.keys(ALIASES).join(', ')}`);
+  }
+  return Object.keys(GROUPS).filter((g) => selected.has(g));
+}
+
+function fail(message) {
+  console.error(`bench: ${message}`);
+  process.exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Child processes (every one we start is tracked and killed by pid if we are interrupted)
+
+const children = new Set();
+
+function killAll() {
+  for (const child of children) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+process.once('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+process.once('SIGTERM', () => {
+  killAll();
+  process.exit(143);
+});
+process.once('exit', killAll);
+
+/** Runs `node <script> ...args` to completion and parses the last JSON line it printed. */
+function runJson(script, args, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(here, script), ...args.map(String)], {
+      cwd: here,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${script} ${args.join(' ')}: timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      children.delete(child);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      children.delete(child);
+      const line = out.trim().split('\n').filter(Boolean).pop();
+      if (code !== 0 || !line) {
+        reject(new Error(`${script} ${args.join(' ')} exited ${code}: ${lastLines(err || out)}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(line));
+      } catch {
+        reject(new Error(`${script}: unparseable output: ${line.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+/** Starts a server child and resolves once it printed its ready line ({ready, port}). */
+function startServer(script, variant) {
+  return new Promise((resolve, reject) => {
+    // stdin is a pipe the server watches: if this runner dies, the server exits too.
+    const child = spawn(process.execPath, [path.join(here, script), variant, '0'], {
+      cwd: here,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let out = '';
+    let err = '';
+    let settled = false;
+    const timer = setTimeout(() => finish(new Error(`${script} ${variant}: no ready line within 20 s`)), 20_000);
+    const finish = (error, value) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) {
+        child.kill('SIGKILL');
+        reject(error);
+      } else resolve(value);
+    };
+    child.stdout.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl < 0) return;
+      try {
+        const msg = JSON.parse(out.slice(0, nl));
+        if (msg.ready) finish(undefined, { child, port: msg.port });
+      } catch {
+        finish(new Error(`${script} ${variant}: bad ready line ${out.slice(0, nl)}`));
+      }
+    });
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => {
+      children.delete(child);
+      finish(new Error(`${script} ${variant} exited ${code} before ready: ${lastLines(err)}`));
+    });
+  });
+}
+
+function stopServer(server) {
+  return new Promise((resolve) => {
+    const { child } = server;
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function lastLines(text, n = 4) {
+  return text.trim().split('\n').slice(-n).join(' | ').slice(0, 600);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Measurement
+
+/**
+ * results[group][variant] = { byRound: (number|null)[], errors, problems, extra }; byRound[r] is the sample
+ * taken in round r (null when it failed), so a variant can be paired with its baseline's same-round sample.
+ */
+function emptyResults(groups) {
+  const results = {};
+  for (const g of groups) {
+    results[g] = {};
+    for (const v of GROUPS[g].variants) results[g][v.id] = { byRound: [], errors: [], problems: [], extra: [] };
+  }
+  return results;
+}
+
+/** Round r starts at variant r (mod n): no variant is always first or always right after another one. */
+function rotate(list, r) {
+  const k = r % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
+const fmtCount = (x) => formatRate(x);
+
+function progress(text) {
+  process.stderr.write(`${text}\n`);
+}
+
+async function runMicroGroups(groups, s, results) {
+  if (groups.length === 0) return;
+  progress(`micro: ${s.microRounds} rounds x ${groups.map((g) => `${g}(${GROUPS[g].variants.length})`).join(', ')}; ` +
+    `${s.sampleMs} ms per sample after ${s.warmupMs} ms warm-up, fresh process per sample`);
+  const timeoutMs = (s.sampleMs + s.warmupMs) * 10 + 30_000;
+  for (let r = 0; r < s.microRounds; r++) {
+    const line = [];
+    for (const g of groups) {
+      for (const v of rotate(GROUPS[g].variants, r)) {
+        const slot = results[g][v.id];
+        try {
+          const out = await runJson(GROUPS[g].script, [v.id, s.sampleMs, s.warmupMs], timeoutMs);
+          slot.byRound[r] = out.opsPerSec;
+          if (out.problem) slot.problems.push(out.problem);
+          line.push(`${g}/${v.id} ${fmtCount(out.opsPerSec)}`);
+        } catch (error) {
+          slot.errors.push(error.message);
+          line.push(`${g}/${v.id} ERROR`);
+        }
+      }
+    }
+    progress(`  round ${r + 1}/${s.microRounds}: ${line.join(', ')}`);
+  }
+}
+
+async function runHttpGroups(groups, s, results) {
+  if (groups.length === 0) return;
+  const targets = groups.flatMap((g) => GROUPS[g].variants.map((v) => ({ g, v })));
+  progress(`http: ${s.httpRounds} rounds x ${targets.length} servers; ${s.connections} connections, ` +
+    `${s.seconds} s per sample after ${s.warmupSeconds} s warm-up per server`);
+  const servers = new Map();
+  try {
+    for (const { g, v } of targets) {
+      try {
+        servers.set(`${g}/${v.id}`, await startServer(GROUPS[g].script, v.id));
+      } catch (error) {
+        results[g][v.id].errors.push(error.message);
+        progress(`  ${g}/${v.id}: could not start: ${error.message}`);
+      }
+    }
+    const load = (server, seconds) =>
+      runJson('load.mjs', [`http://127.0.0.1:${server.port}/hello`, s.connections, seconds], seconds * 1000 + 30_000);
+    for (const { g, v } of targets) {
+      const server = servers.get(`${g}/${v.id}`);
+      if (!server) continue;
+      try {
+        await load(server, s.warmupSeconds);
+      } catch (error) {
+        results[g][v.id].errors.push(`warm-up: ${error.message}`);
+      }
+    }
+    for (let r = 0; r < s.httpRounds; r++) {
+      const line = [];
+      for (const { g, v } of rotate(targets, r)) {
+        const server = servers.get(`${g}/${v.id}`);
+        if (!server) continue;
+        const slot = results[g][v.id];
+        try {
+          const out = await load(server, s.seconds);
+          slot.byRound[r] = out.reqPerSec;
+          slot.extra.push({ latencyP50: out.latencyP50, latencyP99: out.latencyP99 });
+          if (out.non2xx > 0 || out.errors > 0 || out.timeouts > 0) {
+            slot.problems.push(`non2xx=${out.non2xx} errors=${out.errors} timeouts=${out.timeouts}`);
+          }
+          line.push(`${g}/${v.id} ${fmtCount(out.reqPerSec)}`);
+        } catch (error) {
+          slot.errors.push(error.message);
+          line.push(`${g}/${v.id} ERROR`);
+        }
+      }
+      progress(`  round ${r + 1}/${s.httpRounds}: ${line.join(', ')}`);
+    }
+  } finally {
+    await Promise.all([...servers.values()].map(stopServer));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reporting
+
+function median(values) {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+const present = (values) => values.filter((x) => typeof x === 'number');
+
+function formatRate(x) {
+  if (!Number.isFinite(x)) return 'n/a';
+  if (x >= 1e6) return `${(x / 1e6).toFixed(2)}M`;
+  if (x >= 1e5) return `${(x / 1e3).toFixed(0)}k`;
+  return Math.round(x).toLocaleString('en-US');
+}
+
+function summarise(groups, results) {
+  const rows = [];
+  for (const g of groups) {
+    const def = GROUPS[g];
+    const base = def.variants.find((v) => v.baseline);
+    const baseRounds = results[g][base.id].byRound;
+    const baseMedian = median(present(baseRounds));
+    for (const v of def.variants) {
+      const slot = results[g][v.id];
+      const samples = present(slot.byRound);
+      const med = median(samples);
+      // The reported ratio is the median of same-round ratios (variant / baseline measured seconds apart),
+      // which cancels background load that drifts between rounds; the ratio of medians is kept in the JSON.
+      const paired = [];
+      slot.byRound.forEach((x, r) => {
+        const b = baseRounds[r];
+        if (typeof x === 'number' && typeof b === 'number' && b > 0) paired.push(x / b);
+      });
+      const ratio = median(paired);
+      const ratioOfMedians = med / baseMedian;
+      const spread = samples.length > 1 ? (Math.max(...samples) - Math.min(...samples)) / med : 0;
+      let met = null;
+      if (v.target !== undefined) {
+        if (slot.problems.length > 0) met = 'INVALID';
+        else if (!Number.isFinite(ratio)) met = 'ERROR';
+        else met = ratio >= v.target ? 'yes' : 'NO';
+      }
+      rows.push({
+        group: g,
+        variant: v.id,
+        label: v.label,
+        unit: def.unit,
+        baseline: Boolean(v.baseline),
+        samples: slot.byRound,
+        median: Number.isFinite(med) ? med : null,
+        ratio: Number.isFinite(ratio) ? ratio : null,
+        pairedRatios: paired,
+        ratioOfMedians: Number.isFinite(ratioOfMedians) ? ratioOfMedians : null,
+        spread,
+        target: v.target ?? null,
+        met,
+        problems: slot.problems,
+        errors: slot.errors,
+        ...(slot.extra.length ? { latency: slot.extra } : {}),
+      });
+    }
+  }
+  return rows;
+}
+
+function renderTable(rows) {
+  const header = ['group', 'variant', 'median', 'ratio vs baseline', 'target', 'met?'];
+  const body = rows.map((r) => [
+    r.group,
+    r.label,
+    r.median === null ? 'n/a' : `${formatRate(r.median)} ${r.unit}`,
+    r.baseline ? '1.00 (baseline)' : r.ratio === null ? 'n/a' : r.ratio.toFixed(2),
+    r.target === null ? '' : `>= ${r.target.toFixed(2)}`,
+    r.met ?? '',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const line = (cells) => `| ${cells.map((c, i) => (i >= 2 && i <= 4 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i >= 2 && i <= 4 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(header), sep, ...body.map(line)].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const cli = parseCli(process.argv.slice(2));
+const mode = cli.quick ? 'quick' : 'full';
+const settings = { ...SETTINGS[mode] };
+if (cli.rounds) settings.microRounds = settings.httpRounds = cli.rounds;
+const groups = selectGroups(cli.only);
+const results = emptyResults(groups);
+const started = Date.now();
+
+const machine = {
+  node: process.version,
+  platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+  cpus: os.cpus().length,
+  cpuModel: os.cpus()[0]?.model ?? 'unknown',
+  memoryGb: Math.round(os.totalmem() / 2 ** 30),
+  loadAvgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
+};
+progress(`bench (${mode}) on ${machine.cpus} x ${machine.cpuModel}, node ${machine.node}, load avg ${machine.loadAvgAtStart.join(' ')}`);
+
+await runMicroGroups(groups.filter((g) => GROUPS[g].kind === 'micro'), settings, results);
+await runHttpGroups(groups.filter((g) => GROUPS[g].kind === 'http'), settings, results);
+
+const rows = summarise(groups, results);
+const elapsedSeconds = Math.round((Date.now() - started) / 1000);
+const table = renderTable(rows);
+
+console.log();
+console.log(table);
+console.log();
+console.log(
+  `${mode} run, ${elapsedSeconds} s; medians over ${settings.microRounds} micro / ${settings.httpRounds} http interleaved rounds ` +
+    `(ratio = median of same-round variant/baseline ratios); ` +
+    `node ${machine.node}, ${machine.cpus} CPUs (${machine.cpuModel}), load avg at start ${machine.loadAvgAtStart.join(' ')}`,
+);
+const noisy = rows.filter((r) => r.spread > 0.15).map((r) => `${r.group}/${r.variant} ${(r.spread * 100).toFixed(0)}%`);
+if (noisy.length) console.log(`noisy (max-min over median > 15%): ${noisy.join(', ')}`);
+for (const r of rows) {
+  if (r.problems.length) console.log(`INVALID ${r.group}/${r.variant}: ${[...new Set(r.problems)].join('; ')}`);
+  if (r.errors.length) console.log(`ERROR ${r.group}/${r.variant}: ${[...new Set(r.errors)].join('; ')}`);
+}
+
+await mkdir(path.join(here, 'results'), { recursive: true });
+await writeFile(
+  path.join(here, 'results', 'latest.json'),
+  `${JSON.stringify({ date: new Date().toISOString(), mode, settings, groups, machine, elapsedSeconds, rows, table }, null, 2)}\n`,
+);
+console.log(`results: bench/results/latest.json`);
+process.exitCode = rows.some((r) => r.errors.length || r.problems.length) ? 1 : 0;

@@ -1,0 +1,80 @@
+import { Inject, SetMetadata } from '@nestjs/common';
+import type { CircuitBreakerOptions, LimiterSpec, RouteOptions } from '@amas/core';
+import {
+  AMAS,
+  AMAS_BREAKER_METADATA,
+  AMAS_DEDUP_METADATA,
+  AMAS_LIMIT_METADATA,
+  AMAS_ROUTE_METADATA,
+  AMAS_SKIP_METADATA,
+} from './constants.js';
+
+/** A limit: the name of one in the `limits` option, an inline spec, or several (all must allow). */
+export type RateLimitSpec = LimiterSpec | string | Array<LimiterSpec | string>;
+
+export interface RateLimitOptions {
+  /**
+   * Who is charged. Provider methods: called with the method's arguments; default: one shared 'global' key.
+   * HTTP routes: called with the NeutralRequest and used as the route's `identity` (default: user, then IP).
+   */
+  key?: (...args: any[]) => string | number | undefined | null;
+}
+
+export interface DeduplicateOptions {
+  /**
+   * What makes two calls identical. Provider methods: called with the arguments (default `stableKey(args)`).
+   * HTTP routes: called with the NeutralRequest (default: identity, method, URL and body).
+   */
+  key?: (...args: any[]) => string;
+  /** Provider methods only: also share a successful result this long after it settles. Default 0. */
+  shareWindowMs?: number;
+}
+
+/** @internal */
+export interface BreakerMetadata {
+  name?: string;
+  options?: CircuitBreakerOptions;
+}
+
+/** @internal */
+export interface LimitMetadata {
+  spec: RateLimitSpec;
+  options?: RateLimitOptions;
+}
+
+type AmasDecorator = ClassDecorator & MethodDecorator;
+
+/** Injects the Amas instance of `AmasModule`. */
+export const InjectAmas = (): PropertyDecorator & ParameterDecorator => Inject(AMAS);
+
+/**
+ * A circuit breaker. On a controller (class or method) it guards the HTTP route and answers 503 while open;
+ * on a provider method the call runs through `amas.breaker(name).execute`. Default name: `Class.method`
+ * (the class name when on a controller class). `options` apply when the named breaker is first created.
+ */
+export function CircuitProtected(name?: string, options?: CircuitBreakerOptions): AmasDecorator {
+  return SetMetadata<string, BreakerMetadata>(AMAS_BREAKER_METADATA, { name, options });
+}
+
+/**
+ * A rate limit. On a controller: the route's `limit` (429 with rate-limit headers when exceeded). On a
+ * provider method: checked before each call, throwing (or rejecting, for async methods) RateLimitedError.
+ */
+export function RateLimit(spec: RateLimitSpec, options?: RateLimitOptions): AmasDecorator {
+  return SetMetadata<string, LimitMetadata>(AMAS_LIMIT_METADATA, { spec, options });
+}
+
+/** Identical concurrent calls share one execution (HTTP: followers get the leader's response). */
+export function Deduplicate(options: DeduplicateOptions = {}): AmasDecorator {
+  return SetMetadata<string, DeduplicateOptions>(AMAS_DEDUP_METADATA, options);
+}
+
+/** Raw per-route options (`limit`, `breaker`, `dedup`, `identity`, `skip`); the decorators above override them. */
+export function AmasRoute(options: RouteOptions): AmasDecorator {
+  return SetMetadata<string, RouteOptions>(AMAS_ROUTE_METADATA, options);
+}
+
+/** Leaves a controller or route alone entirely: no limits, timing headers or metrics. */
+export function SkipAmas(): AmasDecorator {
+  return SetMetadata<string, boolean>(AMAS_SKIP_METADATA, true);
+}

@@ -1,0 +1,21 @@
+import 'reflect-metadata';
+
+export { AmasModule, AmasLifecycle, type AmasModuleAsyncOptions, type AmasModuleInput, type AmasModuleOptions } from './amas.module.js';
+export { AMAS } from './constants.js';
+export {
+  AmasRoute,
+  CircuitProtected,
+  Deduplicate,
+  InjectAmas,
+  RateLimit,
+  SkipAmas,
+  type DeduplicateOptions,
+  type RateLimitOptions,
+  type RateLimitSpec,
+} from './decorators.js';
+export { AmasGuard } from './amas.guard.js';
+export { AmasExceptionFilter } from './amas-exception.filter.js';
+export { AmasHttpException } from './exceptions.js';
+export { AmasRouteRegistry } from './route-registry.js';
+export { AmasExplorer } from './explorer.js';
+export { createAmasMetricsController } from './metrics.controller.js';
