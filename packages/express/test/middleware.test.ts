@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import express5 from 'express';
+// @ts-expect-error express4 is an npm alias of express@4 without its own type declarations
 import express4 from 'express4';
 import { BreakerOpenError, InvalidOptionError, ManualClock, createAmas, isAmasError, silentLogger } from '@amas/core';
 import { amasMiddleware } from '../src/index.js';
@@ -76,7 +77,7 @@ describe.each(versions)('%s', (_label, express) => {
     expect(limited.headers.get('ratelimit')).toMatch(/^"per-user";r=0;t=\d+$/);
     expect(limited.headers.get('content-type')).toMatch(/application\/json/);
     expect(limited.headers.get('x-response-time')).toBeTruthy();
-    const body = await limited.json();
+    const body: any = await limited.json();
     expect(body.error.code).toBe('AMAS_RATE_LIMITED');
     expect(body.error.status).toBe(429);
     expect(body.error.retryAfterMs).toBeGreaterThan(0);
@@ -139,7 +140,7 @@ describe.each(versions)('%s', (_label, express) => {
     const rejected = await fetch(`${url}/upstream`);
     expect(rejected.status).toBe(503);
     expect(rejected.headers.get('retry-after')).toBe('10');
-    expect((await rejected.json()).error.code).toBe('AMAS_BREAKER_OPEN');
+    expect(((await rejected.json()) as any).error.code).toBe('AMAS_BREAKER_OPEN');
     expect(calls).toBe(3);
     await clock.advance(10_000);
     healthy = true;
@@ -168,7 +169,7 @@ describe.each(versions)('%s', (_label, express) => {
     const res = await fetch(`${url}/call`);
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('5');
-    expect((await res.json()).error.code).toBe('AMAS_BREAKER_OPEN');
+    expect(((await res.json()) as any).error.code).toBe('AMAS_BREAKER_OPEN');
   });
 
   it("onRejection 'next' hands the typed error to the app's error handler", async () => {
@@ -186,7 +187,7 @@ describe.each(versions)('%s', (_label, express) => {
     expect((await fetch(`${url}/x`)).status).toBe(200);
     const res = await fetch(`${url}/x`);
     expect(res.status).toBe(429);
-    expect(await res.json()).toEqual({ mine: 'AMAS_RATE_LIMITED' });
+    expect((await res.json()) as any).toEqual({ mine: 'AMAS_RATE_LIMITED' });
   });
 
   it('50 identical concurrent requests reach the handler once and all get its response', async () => {

@@ -97,7 +97,7 @@ describe('startMockProvider options', () => {
     expect(p.url).toBe(`http://127.0.0.1:${p.port}`);
     const res = await fetch(`${p.url}/health`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok' });
+    expect((await res.json()) as any).toEqual({ status: 'ok' });
   });
 });
 
@@ -111,7 +111,7 @@ describe('POST /v1/chat/completions', () => {
     const res = await post(p, '/v1/chat/completions', { model: 'gpt-4o-mini', messages });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/application\/json/);
-    const body = await res.json();
+    const body: any = await res.json();
     const content = defaultReply(messages, 'gpt-4o-mini');
     expect(content).toMatch(/^Mock answer to "What is a circuit breaker\?": /);
     expect(body).toMatchObject({
@@ -126,9 +126,9 @@ describe('POST /v1/chat/completions', () => {
     expect(body.usage).toEqual({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion });
 
     // Same input, same reply; a different last user message gives a different reply.
-    const again = await (await post(p, '/v1/chat/completions', { model: 'gpt-4o-mini', messages })).json();
+    const again: any = await (await post(p, '/v1/chat/completions', { model: 'gpt-4o-mini', messages })).json();
     expect(again.choices[0].message.content).toBe(content);
-    const other = await (await chat(p, { messages: userMsg('Something else entirely') })).json();
+    const other: any = await (await chat(p, { messages: userMsg('Something else entirely') })).json();
     expect(other.choices[0].message.content).not.toBe(content);
   });
 
@@ -149,7 +149,7 @@ describe('POST /v1/chat/completions', () => {
       },
     });
     const messages = [{ role: 'user', content: [{ type: 'text', text: 'part one ' }, { type: 'text', text: 'part two' }] }];
-    const body = await (await post(p, '/v1/chat/completions', { model: 'm1', messages })).json();
+    const body: any = await (await post(p, '/v1/chat/completions', { model: 'm1', messages })).json();
     expect(body.choices[0].message.content).toBe('custom words here');
     expect(seen).toEqual([{ messages, model: 'm1' }]);
     expect(body.usage.prompt_tokens).toBe(estimateTokens('part one part two'));
@@ -157,12 +157,12 @@ describe('POST /v1/chat/completions', () => {
 
   it('truncates to max_tokens with finish_reason length', async () => {
     const p = await start({ reply: () => 'one two three four five six seven eight nine ten' });
-    const body = await (await chat(p, { max_tokens: 3 })).json();
+    const body: any = await (await chat(p, { max_tokens: 3 })).json();
     expect(body.choices[0].finish_reason).toBe('length');
     // Whole words only: 'one two ' is 2 tokens, 'one two three ' would be 4.
     expect(body.choices[0].message.content).toBe('one two ');
     expect(body.usage.completion_tokens).toBe(2);
-    const full = await (await chat(p, { max_tokens: 1000 })).json();
+    const full: any = await (await chat(p, { max_tokens: 1000 })).json();
     expect(full.choices[0].finish_reason).toBe('stop');
     expect(full.choices[0].message.content).toBe('one two three four five six seven eight nine ten');
   });
@@ -253,7 +253,7 @@ describe('POST /v1/embeddings', () => {
     const p = await start();
     const res = await post(p, '/v1/embeddings', { model: 'text-embedding-3-small', input: ['hello', 'world', 'hello'] });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body: any = await res.json();
     expect(body).toMatchObject({ object: 'list', model: 'text-embedding-3-small' });
     expect(body.data.map((d: any) => [d.object, d.index])).toEqual([
       ['embedding', 0],
@@ -270,19 +270,19 @@ describe('POST /v1/embeddings', () => {
 
     // Same text on another server (any seed) gives the same vector.
     const other = await start({ seed: 99 });
-    const single = await (await post(other, '/v1/embeddings', { model: 'x', input: 'hello' })).json();
+    const single: any = await (await post(other, '/v1/embeddings', { model: 'x', input: 'hello' })).json();
     expect(single.data[0].embedding).toEqual(a);
     expect(p.stats().embeddings).toBe(1);
   });
 
   it('honours dimensions, embeddingDimensions and base64 encoding', async () => {
     const p = await start({ embeddingDimensions: 8 });
-    const def = await (await post(p, '/v1/embeddings', { model: 'x', input: 'abc' })).json();
+    const def: any = await (await post(p, '/v1/embeddings', { model: 'x', input: 'abc' })).json();
     expect(def.data[0].embedding).toHaveLength(8);
-    const wide = await (await post(p, '/v1/embeddings', { model: 'x', input: 'abc', dimensions: 64 })).json();
+    const wide: any = await (await post(p, '/v1/embeddings', { model: 'x', input: 'abc', dimensions: 64 })).json();
     expect(wide.data[0].embedding).toHaveLength(64);
     expect(norm(wide.data[0].embedding)).toBeCloseTo(1, 10);
-    const b64 = await (await post(p, '/v1/embeddings', { model: 'x', input: 'abc', encoding_format: 'base64' })).json();
+    const b64: any = await (await post(p, '/v1/embeddings', { model: 'x', input: 'abc', encoding_format: 'base64' })).json();
     const buf = Buffer.from(b64.data[0].embedding as string, 'base64');
     expect(buf.length).toBe(8 * 4);
     expect(buf.readFloatLE(0)).toBeCloseTo(def.data[0].embedding[0], 5);
@@ -311,7 +311,7 @@ describe('POST /v1/embeddings', () => {
 describe('GET /v1/models and /health', () => {
   it('lists models', async () => {
     const p = await start();
-    const body = await (await fetch(`${p.url}/v1/models`)).json();
+    const body: any = await (await fetch(`${p.url}/v1/models`)).json();
     expect(body.object).toBe('list');
     expect(body.data.length).toBeGreaterThan(0);
     for (const m of body.data) expect(m).toMatchObject({ object: 'model', owned_by: 'amas-mock' });
@@ -399,7 +399,7 @@ describe('error paths', () => {
     expect(Buffer.byteLength(near)).toBeLessThanOrEqual(1024 * 1024);
     const ok = await post(p, '/v1/chat/completions', near);
     expect(ok.status).toBe(200);
-    expect((await ok.json()).usage.prompt_tokens).toBe(estimateTokens('x'.repeat(1024 * 1024 - 100)));
+    expect(((await ok.json()) as any).usage.prompt_tokens).toBe(estimateTokens('x'.repeat(1024 * 1024 - 100)));
   });
 
   it('413 for an oversized chunked upload without content-length', async () => {
@@ -521,7 +521,7 @@ describe('outages', () => {
     expect(await errorOf(during)).toMatchObject({ code: 'mock_outage' });
     const health = await fetch(`${p.url}/health`);
     expect(health.status).toBe(503);
-    expect(await health.json()).toEqual({ status: 'outage' });
+    expect((await health.json()) as any).toEqual({ status: 'outage' });
     await vi.waitFor(
       async () => {
         const res = await chat(p, {});
@@ -590,7 +590,7 @@ describe('admin endpoints', () => {
     const p = await start();
     await (await chat(p, {})).text();
     await (await chat(p, { stream: true })).text();
-    const stats = await (await fetch(`${p.url}/__mock/stats`)).json();
+    const stats: any = await (await fetch(`${p.url}/__mock/stats`)).json();
     expect(stats).toEqual({
       requests: 2,
       chat: 2,
@@ -606,7 +606,7 @@ describe('admin endpoints', () => {
     expect(p.stats()).toEqual(stats);
     const reset = await fetch(`${p.url}/__mock/reset`, { method: 'POST' });
     expect(reset.status).toBe(200);
-    expect((await reset.json()).stats.requests).toBe(0);
+    expect(((await reset.json()) as any).stats.requests).toBe(0);
     expect(p.stats()).toMatchObject({ requests: 0, chat: 0, byStatus: {} });
     await (await chat(p, {})).text();
     p.resetStats();
@@ -616,7 +616,7 @@ describe('admin endpoints', () => {
   it('POST /__mock/outage switches a manual outage and validates the body', async () => {
     const p = await start();
     const on = await post(p, '/__mock/outage', { on: true, status: 503, retryAfterSeconds: 5 });
-    expect(await on.json()).toEqual({ ok: true, outage: { on: true, status: 503, retryAfterSeconds: 5 } });
+    expect((await on.json()) as any).toEqual({ ok: true, outage: { on: true, status: 503, retryAfterSeconds: 5 } });
     const rejected = await chat(p, {});
     expect(rejected.status).toBe(503);
     expect(rejected.headers.get('retry-after')).toBe('5');
@@ -631,7 +631,7 @@ describe('admin endpoints', () => {
     expect(badJson.status).toBe(400);
     await badJson.body?.cancel();
     const off = await post(p, '/__mock/outage', { on: false });
-    expect(await off.json()).toEqual({ ok: true, outage: { on: false } });
+    expect((await off.json()) as any).toEqual({ ok: true, outage: { on: false } });
     const ok = await chat(p, {});
     expect(ok.status).toBe(200);
     await ok.body?.cancel();
