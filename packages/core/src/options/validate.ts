@@ -101,6 +101,12 @@ export function describe(value: unknown): string {
 
 /** Shared schema pieces so every policy spells durations and counts the same way. */
 export const durationMs = z.number().finite().nonnegative();
+/**
+ * Largest delay a Node timer honours: anything above 2^31-1 ms fires immediately. Every option that becomes
+ * a timer delay is validated with `timerMs` so a typo like `1e10` fails at construction.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+export const timerMs = durationMs.max(MAX_TIMER_MS);
 export const positiveInt = z.number().int().positive();
 export const nonNegativeInt = z.number().int().nonnegative();
 export const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'a function' });

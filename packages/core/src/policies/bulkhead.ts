@@ -2,9 +2,8 @@ import { z } from 'zod';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { BulkheadFullError } from '../errors.js';
 import { Emitter } from '../events.js';
-import { clockSchema, nonNegativeInt, parseOptions, positiveInt } from '../options/validate.js';
-import { signalOrNever, type Policy, type Work } from './policy.js';
-import { abortedError, NEVER_ABORTED, timerMs } from './timeout.js';
+import { clockSchema, nonNegativeInt, parseOptions, positiveInt, timerMs } from '../options/validate.js';
+import { abortedError, NEVER_ABORTED, signalOrNever, type Policy, type Work } from './policy.js';
 
 export interface BulkheadOptions {
   /** Executions allowed to run at once (>= 1). */

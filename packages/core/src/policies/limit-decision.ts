@@ -1,6 +1,6 @@
 import type { Clock, TimerHandle } from '../clock.js';
 import { AbortedError, RateLimitedError } from '../errors.js';
-import { describe } from '../options/validate.js';
+import { describe, MAX_TIMER_MS } from '../options/validate.js';
 
 /**
  * The rate-limiter contract shared by every algorithm and store, plus the in-memory key store that the
@@ -65,7 +65,6 @@ export interface InMemoryLimiterConfig {
 }
 
 /** Longest delay a Node timer takes; a longer wait just re-checks and re-arms. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 interface Waiter {
   cost: number;

@@ -2,10 +2,9 @@ import { z } from 'zod';
 import { sleep, systemClock, type Clock } from '../clock.js';
 import { isAmasError, TimeoutError } from '../errors.js';
 import { Emitter } from '../events.js';
-import { clockSchema, fn, parseOptions, positiveInt } from '../options/validate.js';
-import { signalOrNever, type Policy, type Work } from './policy.js';
+import { clockSchema, fn, parseOptions, positiveInt, timerMs } from '../options/validate.js';
+import { abortedError, NEVER_ABORTED, signalOrNever, type Policy, type Work } from './policy.js';
 import { retryAfterFromError } from './retry-after.js';
-import { abortedError, NEVER_ABORTED, timerMs } from './timeout.js';
 
 export type JitterMode = 'full' | 'equal' | 'none';
 

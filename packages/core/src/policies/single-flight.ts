@@ -1,9 +1,8 @@
 import { z } from 'zod';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { Emitter } from '../events.js';
-import { clockSchema, parseOptions, positiveInt } from '../options/validate.js';
-import type { Policy, Work } from './policy.js';
-import { abortedError, NEVER_ABORTED, timerMs } from './timeout.js';
+import { clockSchema, parseOptions, positiveInt, timerMs } from '../options/validate.js';
+import { abortedError, NEVER_ABORTED, type Policy, type Work } from './policy.js';
 
 export interface SingleFlightOptions {
   /** Keep a successful result this long after it settles (errors are never kept). Default 0. */

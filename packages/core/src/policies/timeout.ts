@@ -1,23 +1,8 @@
 import { z } from 'zod';
 import { systemClock, type Clock } from '../clock.js';
 import { AbortedError, TimeoutError } from '../errors.js';
-import { clockSchema, durationMs, parseOptions } from '../options/validate.js';
-import { signalOrNever, type Policy, type Work } from './policy.js';
-
-/**
- * Largest delay a Node timer honours: anything above 2^31-1 ms fires immediately. Every policy option
- * that becomes a timer delay is validated with `timerMs` so a typo like `1e10` fails at construction.
- */
-export const MAX_TIMER_MS = 2_147_483_647;
-export const timerMs = durationMs.max(MAX_TIMER_MS);
-
-/** The shared never-aborting signal `signalOrNever` hands out: listening on it would only leak listeners. */
-export const NEVER_ABORTED: AbortSignal = signalOrNever(undefined);
-
-/** The AbortedError a policy rejects with when the caller's signal aborts (the signal's reason as cause). */
-export function abortedError(signal: AbortSignal): AbortedError {
-  return new AbortedError(undefined, { cause: signal.reason });
-}
+import { clockSchema, parseOptions, timerMs } from '../options/validate.js';
+import { NEVER_ABORTED, abortedError, type Policy, type Work } from './policy.js';
 
 export interface TimeoutOptions {
   /** Deadline for one execution, in ms (> 0). */
