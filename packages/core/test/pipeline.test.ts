@@ -102,7 +102,7 @@ describe('HTTP pipeline', () => {
     expect(expectSync(amas.http.admit(post({ a: 2 }), route)).action).toBe('pass');
     expect(expectSync(amas.http.admit(post({ a: 1, b: 2 }, 'u2'), route)).action).toBe('pass');
     if (leader.action !== 'pass') return;
-    expect(leader.ticket.capturesBody).toBe(true);
+    expect(leader.ticket.leads).toBe(true);
     leader.ticket.finish({ status: 201, headers: { 'content-type': 'application/json', 'set-cookie': 'no', 'x-up': '1' }, body: Buffer.from('{"ok":1}') });
     for (const f of await Promise.all(followers)) {
       expect(f.action).toBe('replay');

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import {
   instrumentResponse,
@@ -48,6 +49,7 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
     throw new TypeError(`amasMiddleware: onRejection must be 'respond' or 'next', received ${JSON.stringify(onRejection)}`);
   }
   const globalRoute = amas.http.compile({});
+  const instrumentOptions = { maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes, routeAtEnd: routePattern };
 
   const run = (route: CompiledRoute, req: AmasRequest, res: Response, next: NextFunction) => {
     const neutral: NeutralRequest = {
@@ -74,10 +76,7 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
       case 'skip':
         return next();
       case 'pass':
-        instrumentResponse(res, admission.ticket, {
-          maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes,
-          routeAtEnd: () => (req.route ? `${req.baseUrl}${String(req.route.path)}` : undefined),
-        });
+        instrumentResponse(res, admission.ticket, instrumentOptions);
         req[ADMITTED] = amas;
         return next();
       case 'replay':
@@ -129,6 +128,12 @@ export function amasErrorHandler(amas: Amas): ErrorRequestHandler {
     if (res.headersSent) return next(error);
     send(res, rejection);
   };
+}
+
+/** The matched route pattern, known once Express has routed the request (read when the response closes). */
+function routePattern(res: ServerResponse): string | undefined {
+  const req = (res as ServerResponse & { req?: Request }).req;
+  return req?.route ? `${req.baseUrl}${String(req.route.path)}` : undefined;
 }
 
 function send(res: Response, rejection: Rejection): void {

@@ -14,88 +14,110 @@ export function recordResponseError(res: ServerResponse, error: unknown): void {
   responseErrors.set(res, error);
 }
 
+export interface InstrumentOptions {
+  /** Largest body a dedup leader captures for its followers. */
+  maxCaptureBytes?: number;
+  /** The route pattern when the framework only knows it after routing (Express app-level middleware). */
+  routeAtEnd?: (res: ServerResponse) => string | undefined;
+}
+
 /**
  * Hooks a Node response (Express's `res`, Fastify's `reply.raw`, Nest's underlying response) so that:
- * timing and rate-limit headers are set just before the headers go out (never after), the body is captured
- * when a dedup leader must share it, and the ticket is finished once, on 'finish' or on a client abort.
+ * rate-limit headers are set now, timing headers just before the headers go out (never after), the body is
+ * captured when a dedup leader must share it, and the ticket is finished once, when the response closes.
  * Every framework writes through `writeHead` (explicitly or via `_implicitHeader`), so this works for all.
+ * It runs on every request, so it adds two closures and nothing else to the response (no new properties,
+ * which would change the response object's shape for the rest of its life).
  */
-export function instrumentResponse(
-  res: ServerResponse,
-  ticket: RequestTicket,
-  options: { maxCaptureBytes?: number; routeAtEnd?: () => string | undefined } = {},
-): void {
-  const maxCaptureBytes = options.maxCaptureBytes ?? Infinity;
-  const originalWriteHead = res.writeHead;
-  res.writeHead = function writeHead(this: ServerResponse, ...args: unknown[]) {
-    if (!res.headersSent) {
-      // A header already set wins: an inner (route-level) admission's limit headers are more specific
-      // than an outer one's, and a handler's own headers are the handler's choice.
-      const limitHeaders = ticket.headers;
-      if (limitHeaders) for (const name in limitHeaders) if (!res.hasHeader(name)) res.setHeader(name, limitHeaders[name]!);
-      const timing = ticket.timingHeaders();
-      for (const name in timing) res.setHeader(name, timing[name]!);
-    }
-    return (originalWriteHead as (...a: unknown[]) => ServerResponse).apply(this, args);
-  } as WriteHead;
-
-  let chunks: Buffer[] | undefined = ticket.capturesBody ? [] : undefined;
-  let size = 0;
-  if (chunks) {
-    const originalWrite = res.write;
-    const originalEnd = res.end;
-    const capture = (chunk: unknown, encoding: unknown) => {
-      if (!chunks || chunk === undefined || chunk === null || typeof chunk === 'function') return;
-      const buf = Buffer.isBuffer(chunk)
-        ? chunk
-        : typeof chunk === 'string'
-          ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
-          : chunk instanceof Uint8Array
-            ? Buffer.from(chunk)
-            : undefined;
-      if (!buf) return;
-      size += buf.length;
-      if (size > maxCaptureBytes) chunks = undefined; // too big to share: followers will run themselves
-      else chunks.push(buf);
-    };
-    res.write = function write(this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
-      capture(chunk, rest[0]);
-      return (originalWrite as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-    } as ServerResponse['write'];
-    res.end = function end(this: ServerResponse, chunk?: unknown, ...rest: unknown[]) {
-      capture(chunk, rest[0]);
-      return (originalEnd as (...a: unknown[]) => ServerResponse).call(this, chunk, ...rest);
-    } as ServerResponse['end'];
+export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, options: InstrumentOptions = {}): void {
+  // A later (route-level, nested) admission sets its own limit headers over an earlier one's: the more
+  // specific limit is the one a client should see.
+  const limitHeaders = ticket.headers;
+  if (limitHeaders !== undefined && !res.headersSent) for (const name in limitHeaders) res.setHeader(name, limitHeaders[name]!);
+  if (ticket.timed) {
+    const previous = res.writeHead as (...a: unknown[]) => ServerResponse;
+    res.writeHead = function timedWriteHead(this: ServerResponse) {
+      if (!this.headersSent) ticket.setTimingHeaders(this);
+      // eslint-disable-next-line prefer-rest-params
+      return previous.apply(this, arguments as unknown as unknown[]);
+    } as WriteHead;
   }
-
-  const onFinish = () => {
-    cleanup();
+  if (ticket.leads) {
+    const maxCaptureBytes = options.maxCaptureBytes ?? Infinity;
+    ticket.startCapture = () => {
+      // Only a response not yet started can be captured whole.
+      if (res.headersSent || res.writableEnded) return false;
+      captureBody(res, ticket, maxCaptureBytes);
+      return true;
+    };
+  }
+  const routeAtEnd = options.routeAtEnd;
+  // 'close' follows 'finish' on every response, and comes alone on an aborted one: one listener covers both.
+  res.once('close', function closed(this: ServerResponse) {
     ticket.finish({
-      status: res.statusCode,
-      headers: res.getHeaders() as Record<string, string | string[] | number | undefined>,
-      body: chunks ? Buffer.concat(chunks) : undefined,
-      error: responseErrors.get(res),
-      route: options.routeAtEnd?.(),
+      status: this.statusCode,
+      aborted: !this.writableFinished,
+      error: responseErrors.get(this),
+      route: routeAtEnd === undefined ? undefined : routeAtEnd(this),
     });
+  });
+}
+
+/**
+ * Dedup leaders only: keep references to the body chunks as they are written, and share the response the
+ * moment the handler ends it. The copy into one buffer happens only when a follower is actually waiting.
+ */
+function captureBody(res: ServerResponse, ticket: RequestTicket, maxCaptureBytes: number): void {
+  let chunks: Array<Buffer | Uint8Array | string> | undefined = [];
+  let encodings: Array<BufferEncoding | undefined> | undefined = [];
+  let size = 0;
+  const originalWrite = res.write;
+  const originalEnd = res.end;
+  const capture = (chunk: unknown, encoding: unknown) => {
+    if (chunks === undefined || chunk === undefined || chunk === null) return;
+    if (typeof chunk === 'string') {
+      size += chunk.length; // a lower bound for the byte length: enough to stop at the limit
+      chunks.push(chunk);
+      encodings!.push(typeof encoding === 'string' ? (encoding as BufferEncoding) : undefined);
+    } else if (chunk instanceof Uint8Array) {
+      size += chunk.byteLength;
+      chunks.push(chunk);
+      encodings!.push(undefined);
+    } else return;
+    if (size > maxCaptureBytes) chunks = encodings = undefined; // too big to share: followers run themselves
   };
-  const onClose = () => {
-    cleanup();
-    if (!res.writableFinished) ticket.finish({ status: res.statusCode, aborted: true, route: options.routeAtEnd?.() });
-  };
-  const cleanup = () => {
-    res.removeListener('finish', onFinish);
-    res.removeListener('close', onClose);
-  };
-  res.once('finish', onFinish);
-  res.once('close', onClose);
+  res.write = function write(this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    if (typeof chunk !== 'function') capture(chunk, rest[0]);
+    return (originalWrite as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as ServerResponse['write'];
+  res.end = function end(this: ServerResponse, chunk?: unknown, ...rest: unknown[]) {
+    if (typeof chunk !== 'function') capture(chunk, rest[0]);
+    const result = (originalEnd as (...a: unknown[]) => ServerResponse).call(this, chunk, ...rest);
+    if (chunks === undefined) {
+      ticket.share({ status: this.statusCode, aborted: true });
+    } else {
+      const parts = chunks.map((c, i) => (typeof c === 'string' ? Buffer.from(c, encodings![i] ?? 'utf8') : Buffer.isBuffer(c) ? c : Buffer.from(c)));
+      ticket.share({
+        status: this.statusCode,
+        headers: this.getHeaders() as Record<string, string | string[] | number | undefined>,
+        body: Buffer.concat(parts),
+      });
+    }
+    chunks = encodings = undefined;
+    return result;
+  } as ServerResponse['end'];
 }
 
 /** Writes a shared (dedup) response for a follower, with the follower's own per-response headers. */
 export function writeSharedResponse(res: ServerResponse, shared: SharedResponse, ticket: RequestTicket): void {
   if (res.headersSent) return;
-  const headers: Record<string, string | string[]> = { ...shared.headers, ...ticket.headers, ...ticket.timingHeaders(), 'x-amas-dedup': 'shared' };
-  headers['content-length'] = String(shared.body.length);
-  res.writeHead(shared.status, headers);
+  for (const name in shared.headers) res.setHeader(name, shared.headers[name]!);
+  const limitHeaders = ticket.headers;
+  if (limitHeaders !== undefined) for (const name in limitHeaders) res.setHeader(name, limitHeaders[name]!);
+  if (ticket.timed) ticket.setTimingHeaders(res);
+  res.setHeader('x-amas-dedup', 'shared');
+  res.setHeader('content-length', shared.body.length);
+  res.writeHead(shared.status);
   res.end(shared.body);
   ticket.finish({ status: shared.status });
 }

@@ -97,14 +97,14 @@ const PER_RESPONSE_HEADERS = new Set([
   'retry-after',
 ]);
 
-type Flight = Promise<SharedResponse | undefined>;
 
 /**
  * The framework-neutral request pipeline: limit -> dedup -> breaker -> (handler) -> record.
  * `admit` answers synchronously unless the request waits for an identical in-flight one.
  */
 export class HttpPipeline {
-  private readonly flights = new Map<string, Flight>();
+  /** In-flight dedup leaders by key; followers wait on the leader's ticket. */
+  private readonly flights = new Map<string, RequestTicket>();
   private readonly observers = new Map<string, CircuitBreaker>();
 
   constructor(private readonly host: PipelineHost) {}
@@ -175,8 +175,8 @@ export class HttpPipeline {
     let leaderKey: string | undefined;
     if (route.dedup) {
       const key = this.dedupKey(req, route, who());
-      const flight = this.flights.get(key);
-      if (flight) return this.follow(flight, req, route, started, limitHeaders, pattern);
+      const leader = this.flights.get(key);
+      if (leader) return this.follow(leader.waitForShare(), req, route, started, limitHeaders, pattern);
       leaderKey = key;
     }
 
@@ -231,7 +231,7 @@ export class HttpPipeline {
   }
 
   private async follow(
-    flight: Flight,
+    flight: Promise<SharedResponse | undefined>,
     req: NeutralRequest,
     route: CompiledRoute,
     started: number,
@@ -275,9 +275,11 @@ export class HttpPipeline {
 /** One request's passage through the pipeline; `finish` is called exactly once by the adapter. */
 export class RequestTicket {
   private finished = false;
-  private settleFlight: ((shared: SharedResponse | undefined) => void) | undefined;
+  /** Set while this ticket leads a dedup flight. */
   private flightKey: string | undefined;
-  private flights: Map<string, Flight> | undefined;
+  private flights: Map<string, RequestTicket> | undefined;
+  /** Followers waiting for this leader's response; created on the first follower only (most leaders have none). */
+  private waiters: Array<(shared: SharedResponse | undefined) => void> | undefined;
 
   constructor(
     private readonly pipeline: HttpPipeline,
@@ -290,28 +292,71 @@ export class RequestTicket {
     private readonly fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | undefined,
   ) {}
 
-  /** True when the adapter must capture the response body for dedup followers. */
-  get capturesBody(): boolean {
-    return this.settleFlight !== undefined;
+  /** True while this ticket leads a dedup flight (its response may be shared with followers). */
+  get leads(): boolean {
+    return this.flightKey !== undefined;
   }
 
+  /** True while followers are waiting, i.e. when the captured response is worth assembling. */
+  get hasFollowers(): boolean {
+    return this.waiters !== undefined;
+  }
+
+  /**
+   * Set by the adapter layer: starts capturing the leader's response when the first follower arrives, and
+   * says whether it could (false once the leader has started writing: that follower then runs itself).
+   * Leaders without followers, the common case, pay nothing for capture.
+   */
+  startCapture: (() => boolean) | undefined;
+
   /** @internal */
-  lead(key: string, flights: Map<string, Flight>): void {
+  lead(key: string, flights: Map<string, RequestTicket>): void {
     this.flightKey = key;
     this.flights = flights;
-    flights.set(
-      key,
-      new Promise<SharedResponse | undefined>((resolve) => {
-        this.settleFlight = resolve;
-      }),
-    );
+    flights.set(key, this);
+  }
+
+  /** @internal A follower's wait for this leader's response (undefined: nothing shareable, run yourself). */
+  waitForShare(): Promise<SharedResponse | undefined> {
+    // Without startCapture the adapter hands the body to finish() itself.
+    if (this.waiters === undefined && this.startCapture !== undefined && !this.startCapture()) {
+      return Promise.resolve(undefined);
+    }
+    return new Promise((resolve) => (this.waiters ??= []).push(resolve));
   }
 
   /** `X-Response-Time` and `Server-Timing`, measured now (call just before headers are written). */
   timingHeaders(): Record<string, string> {
-    if (!this.pipeline.options.responseTime || this.route.nested) return {};
-    const ms = performance.now() - this.started;
-    return { 'x-response-time': `${ms.toFixed(3)}ms`, 'server-timing': `total;dur=${ms.toFixed(3)}` };
+    if (!this.timed) return {};
+    const ms = (performance.now() - this.started).toFixed(3);
+    return { 'x-response-time': `${ms}ms`, 'server-timing': `total;dur=${ms}` };
+  }
+
+  /** True when this ticket adds timing headers (the option is on and this is not a nested admission). */
+  get timed(): boolean {
+    return this.pipeline.options.responseTime && !this.route.nested;
+  }
+
+  /** Sets the timing headers on a response directly (the hot path: no intermediate object). */
+  setTimingHeaders(res: { setHeader(name: string, value: string): unknown }): void {
+    const ms = (performance.now() - this.started).toFixed(3);
+    res.setHeader('x-response-time', `${ms}ms`);
+    res.setHeader('server-timing', `total;dur=${ms}`);
+  }
+
+  /**
+   * Hands the complete response to dedup followers as soon as the body is known (the adapter calls this
+   * when the handler ends the response), so they need not wait for it to be flushed to the leader's socket.
+   */
+  share(outcome: Outcome): void {
+    if (this.flightKey === undefined) return;
+    this.flights!.delete(this.flightKey);
+    this.flightKey = undefined;
+    const waiters = this.waiters;
+    if (!waiters) return;
+    this.waiters = undefined;
+    const shared = HttpPipeline.shareable(outcome, this.pipeline.options.maxSharedBodyBytes);
+    for (const resolve of waiters) resolve(shared);
   }
 
   /** Records the outcome for breakers, metrics and dedup followers. Later calls are ignored. */
@@ -336,18 +381,16 @@ export class RequestTicket {
         }
       }
     }
-    if (this.settleFlight) {
-      this.flights!.delete(this.flightKey!);
-      this.settleFlight(HttpPipeline.shareable(outcome, options.maxSharedBodyBytes));
-      this.settleFlight = undefined;
-    }
+    if (this.flightKey !== undefined) this.share(outcome);
     if (this.route.nested) return;
-    const metrics = this.pipeline.metrics;
-    const route = metrics.routeLabel(outcome.route ?? this.route.pattern ?? this.req.route);
-    const method = normaliseMethod(this.req.method);
     const result = this.fixedOutcome ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');
-    metrics.httpRequests.inc({ route, method, status: String(outcome.status), outcome: result });
-    metrics.httpDuration.observe({ route, method, outcome: result }, (performance.now() - this.started) / 1000);
+    this.pipeline.metrics.recordRequest(
+      outcome.route ?? this.route.pattern ?? this.req.route,
+      this.req.method,
+      outcome.status,
+      result,
+      (performance.now() - this.started) / 1000,
+    );
   }
 }
 
@@ -357,12 +400,6 @@ export class RequestTicket {
  */
 function isLocalRejection(outcome: Outcome): boolean {
   return isAmasError(outcome.error) && outcome.error.code !== 'AMAS_TIMEOUT';
-}
-
-const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
-function normaliseMethod(method: string): string {
-  const upper = method.toUpperCase();
-  return METHODS.has(upper) ? upper : 'OTHER';
 }
 
 /** All windows of all decisions, so the headers describe every limit; a denied decision lists only its own. */

@@ -34,8 +34,14 @@ export function rateLimitHeaders(decision: LimitDecision, mode: RateLimitHeaderM
   return headers;
 }
 
-/** A structured-field string: quotes and backslashes escaped, non-printable ASCII dropped. */
+const quoted = new Map<string, string>();
+
+/** A structured-field string: quotes and backslashes escaped, non-printable ASCII dropped. Cached: names repeat on every response. */
 function sfString(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  return `"${value.replace(/[^\x20-\x7e]/g, '').replace(/["\\]/g, (c) => `\\${c}`)}"`;
+  let result = quoted.get(value);
+  if (result === undefined) {
+    result = `"${value.replace(/[^\x20-\x7e]/g, '').replace(/["\\]/g, (c) => `\\${c}`)}"`;
+    if (quoted.size < 1000) quoted.set(value, result);
+  }
+  return result;
 }

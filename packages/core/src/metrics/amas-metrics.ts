@@ -12,6 +12,12 @@ export interface MetricsOptions {
   buckets?: number[];
 }
 
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+function normaliseMethod(method: string): string {
+  const upper = method.toUpperCase();
+  return METHODS.has(upper) ? upper : 'OTHER';
+}
+
 const BREAKER_STATE_VALUE = { closed: 0, 'half-open': 1, open: 2, isolated: 3 } as const;
 
 /**
@@ -29,6 +35,7 @@ export class AmasMetrics {
   readonly rateLimitDecisions: Counter<'limit' | 'outcome'>;
   readonly dedupShared: Counter<'route'>;
   private readonly routes = new Set<string>();
+  private readonly requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   private readonly maxRoutes: number;
 
   constructor(options: MetricsOptions, breakers: BreakerRegistry) {
@@ -99,6 +106,29 @@ export class AmasMetrics {
       registers,
     });
     breakers.on('stateChange', (e) => this.breakerTransitions.inc({ breaker: e.name, from: e.from, to: e.to }));
+  }
+
+  /**
+   * Counts one HTTP request and observes its duration. Label children are cached per combination, so the hot
+   * path skips prom-client's per-call label hashing; the cache is bounded because every label is bounded
+   * (routes capped, methods normalised, statuses 100-599, a handful of outcomes).
+   */
+  recordRequest(route: string | undefined, method: string, status: number, outcome: string, seconds: number): void {
+    const key = `${route}\u0000${method}\u0000${status}\u0000${outcome}`;
+    let children = this.requestChildren.get(key);
+    if (!children) {
+      const routeLabel = this.routeLabel(route);
+      const methodLabel = normaliseMethod(method);
+      const statusLabel = status >= 100 && status <= 599 ? String(Math.trunc(status)) : 'other';
+      children = {
+        count: this.httpRequests.labels({ route: routeLabel, method: methodLabel, status: statusLabel, outcome }),
+        duration: this.httpDuration.labels({ route: routeLabel, method: methodLabel, outcome }),
+      };
+      // Unbounded raw keys (e.g. routes beyond the cap) must not grow the cache forever.
+      if (this.requestChildren.size < 10_000) this.requestChildren.set(key, children);
+    }
+    children.count.inc();
+    children.duration.observe(seconds);
   }
 
   /** The label value for a route: its pattern while under the cap, else `other`. */
