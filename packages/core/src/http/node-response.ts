@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import { ServerResponse } from 'node:http';
 import type { RequestTicket, SharedResponse } from './pipeline.js';
 import type { Rejection } from './rejection.js';
 
@@ -34,14 +34,7 @@ export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, o
   // specific limit is the one a client should see.
   const limitHeaders = ticket.headers;
   if (limitHeaders !== undefined && !res.headersSent) for (const name in limitHeaders) res.setHeader(name, limitHeaders[name]!);
-  if (ticket.timed) {
-    const previous = res.writeHead as (...a: unknown[]) => ServerResponse;
-    res.writeHead = function timedWriteHead(this: ServerResponse) {
-      if (!this.headersSent) ticket.setTimingHeaders(this);
-      // eslint-disable-next-line prefer-rest-params
-      return previous.apply(this, arguments as unknown as unknown[]);
-    } as WriteHead;
-  }
+  if (ticket.timed) timeHeaders(res, ticket);
   if (ticket.leads) {
     const maxCaptureBytes = options.maxCaptureBytes ?? Infinity;
     ticket.startCapture = () => {
@@ -61,6 +54,54 @@ export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, o
       route: routeAtEnd === undefined ? undefined : routeAtEnd(this),
     });
   });
+}
+
+/**
+ * Responses waiting for their timing headers. Shared through the global symbol registry so that two copies
+ * of this package (ESM and CJS, or two versions) use one table and one prototype hook.
+ */
+const timedResponses: WeakMap<ServerResponse, { setTimingHeaders(res: ServerResponse): void }> = ((globalThis as Record<symbol, unknown>)[
+  Symbol.for('amas.timedResponses')
+] ??= new WeakMap()) as WeakMap<ServerResponse, { setTimingHeaders(res: ServerResponse): void }>;
+const PATCHED = Symbol.for('amas.writeHeadHook');
+
+/**
+ * Sets the timing headers just before the response's headers are written. For node:http responses (Express,
+ * Fastify, Nest) this is ONE hook on ServerResponse.prototype.writeHead, installed on first use, that looks
+ * the response up in a WeakMap: replacing `writeHead` on each response object instead changes the object's
+ * shape and slows every later property access on it (measured in bench/: about 10% of Fastify's throughput).
+ * Responses that are not node:http ServerResponses (e.g. HTTP/2 compatibility responses) get a per-object
+ * wrapper. Responses AMAS does not track pay one WeakMap lookup.
+ */
+function timeHeaders(res: ServerResponse, ticket: RequestTicket): void {
+  if (res instanceof ServerResponse) {
+    installWriteHeadHook();
+    if (!timedResponses.has(res)) timedResponses.set(res, ticket);
+    return;
+  }
+  const target = res as unknown as { writeHead: (...a: unknown[]) => ServerResponse };
+  const previous = target.writeHead;
+  target.writeHead = function timedWriteHead(this: ServerResponse) {
+    if (!this.headersSent) ticket.setTimingHeaders(this);
+    // eslint-disable-next-line prefer-rest-params
+    return previous.apply(this, arguments as unknown as unknown[]);
+  };
+}
+
+function installWriteHeadHook(): void {
+  const proto = ServerResponse.prototype as unknown as Record<symbol | string, unknown>;
+  if (proto[PATCHED]) return;
+  const original = proto.writeHead as (...a: unknown[]) => ServerResponse;
+  proto.writeHead = function writeHead(this: ServerResponse) {
+    const ticket = timedResponses.get(this);
+    if (ticket !== undefined) {
+      timedResponses.delete(this);
+      if (!this.headersSent) ticket.setTimingHeaders(this);
+    }
+    // eslint-disable-next-line prefer-rest-params
+    return original.apply(this, arguments as unknown as unknown[]);
+  };
+  Object.defineProperty(proto, PATCHED, { value: true });
 }
 
 /**

@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { BreakerRegistry } from '../policies/breaker-registry.js';
+import { RequestMetrics } from './request-metrics.js';
 
 export interface MetricsOptions {
   /** A prom-client Registry to register into (e.g. the app's own); default: a new one owned by the instance. */
@@ -27,15 +28,14 @@ const BREAKER_STATE_VALUE = { closed: 0, 'half-open': 1, open: 2, isolated: 3 } 
 export class AmasMetrics {
   readonly registry: Registry;
   readonly ownsRegistry: boolean;
-  readonly httpRequests: Counter<'route' | 'method' | 'status' | 'outcome'>;
-  readonly httpDuration: Histogram<'route' | 'method' | 'outcome'>;
+  /** amas_http_requests_total and amas_http_request_duration_seconds (hot path: see RequestMetrics). */
+  readonly requests: RequestMetrics;
   readonly breakerState: Gauge<'breaker'>;
   readonly breakerTransitions: Counter<'breaker' | 'from' | 'to'>;
   readonly breakerCalls: Counter<'breaker' | 'outcome'>;
   readonly rateLimitDecisions: Counter<'limit' | 'outcome'>;
   readonly dedupShared: Counter<'route'>;
   private readonly routes = new Set<string>();
-  private readonly requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   private readonly maxRoutes: number;
 
   constructor(options: MetricsOptions, breakers: BreakerRegistry) {
@@ -44,19 +44,17 @@ export class AmasMetrics {
     this.maxRoutes = options.maxRoutes ?? 200;
     const p = options.prefix ?? 'amas_';
     const registers = [this.registry];
-    this.httpRequests = new Counter({
-      name: `${p}http_requests_total`,
-      help: 'HTTP requests seen by AMAS, by route pattern, method, status code and outcome',
-      labelNames: ['route', 'method', 'status', 'outcome'],
-      registers,
-    });
-    this.httpDuration = new Histogram({
-      name: `${p}http_request_duration_seconds`,
-      help: 'HTTP request duration from admission to response end, in seconds',
-      labelNames: ['route', 'method', 'outcome'],
-      buckets: options.buckets ?? [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    });
+    this.requests = new RequestMetrics(
+      this.registry,
+      { requests: `${p}http_requests_total`, duration: `${p}http_request_duration_seconds` },
+      options.buckets ?? [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      (route, method, status, outcome) => ({
+        route: this.routeLabel(route),
+        method: normaliseMethod(method),
+        status: status >= 100 && status <= 599 ? String(Math.trunc(status)) : 'other',
+        outcome,
+      }),
+    );
     this.breakerState = new Gauge({
       name: `${p}breaker_state`,
       help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 isolated',
@@ -108,27 +106,9 @@ export class AmasMetrics {
     breakers.on('stateChange', (e) => this.breakerTransitions.inc({ breaker: e.name, from: e.from, to: e.to }));
   }
 
-  /**
-   * Counts one HTTP request and observes its duration. Label children are cached per combination, so the hot
-   * path skips prom-client's per-call label hashing; the cache is bounded because every label is bounded
-   * (routes capped, methods normalised, statuses 100-599, a handful of outcomes).
-   */
+  /** Counts one HTTP request and observes its duration (the per-request hot path). */
   recordRequest(route: string | undefined, method: string, status: number, outcome: string, seconds: number): void {
-    const key = `${route}\u0000${method}\u0000${status}\u0000${outcome}`;
-    let children = this.requestChildren.get(key);
-    if (!children) {
-      const routeLabel = this.routeLabel(route);
-      const methodLabel = normaliseMethod(method);
-      const statusLabel = status >= 100 && status <= 599 ? String(Math.trunc(status)) : 'other';
-      children = {
-        count: this.httpRequests.labels({ route: routeLabel, method: methodLabel, status: statusLabel, outcome }),
-        duration: this.httpDuration.labels({ route: routeLabel, method: methodLabel, outcome }),
-      };
-      // Unbounded raw keys (e.g. routes beyond the cap) must not grow the cache forever.
-      if (this.requestChildren.size < 10_000) this.requestChildren.set(key, children);
-    }
-    children.count.inc();
-    children.duration.observe(seconds);
+    this.requests.record(route, method, status, outcome, seconds);
   }
 
   /** The label value for a route: its pattern while under the cap, else `other`. */
@@ -148,9 +128,8 @@ export class AmasMetrics {
   /** Removes AMAS metrics from a registry the user passed in (an owned registry is simply dropped). */
   close(): void {
     if (this.ownsRegistry) return;
+    this.requests.unregister();
     for (const metric of [
-      this.httpRequests,
-      this.httpDuration,
       this.breakerState,
       this.breakerTransitions,
       this.breakerCalls,

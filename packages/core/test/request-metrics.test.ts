@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { RequestMetrics } from '../src/metrics/request-metrics.js';
+
+const buckets = [0.01, 0.1, 1];
+
+describe('RequestMetrics', () => {
+  it('renders exactly what prom-client Counter and Histogram render for the same observations', async () => {
+    const ours = new Registry();
+    const metrics = new RequestMetrics(ours, { requests: 'x_requests_total', duration: 'x_duration_seconds' }, buckets, (route, method, status, outcome) => ({
+      route: route ?? 'unmatched',
+      method,
+      status: String(status),
+      outcome,
+    }));
+    const theirs = new Registry();
+    const counter = new Counter({ name: 'x_requests_total', help: 'HTTP requests seen by AMAS, by route pattern, method, status code and outcome', labelNames: ['route', 'method', 'status', 'outcome'], registers: [theirs] });
+    const histogram = new Histogram({ name: 'x_duration_seconds', help: 'HTTP request duration from admission to response end, in seconds', labelNames: ['route', 'method', 'outcome'], buckets, registers: [theirs] });
+    const observations: Array<[string | undefined, string, number, string, number]> = [
+      ['/a', 'GET', 200, 'success', 0.005],
+      ['/a', 'GET', 200, 'success', 0.01],
+      ['/a', 'GET', 500, 'server_error', 0.5],
+      ['/b', 'POST', 429, 'rate_limited', 2],
+      [undefined, 'GET', 404, 'client_error', 0.1],
+    ];
+    for (const [route, method, status, outcome, seconds] of observations) {
+      metrics.record(route, method, status, outcome, seconds);
+      counter.inc({ route: route ?? 'unmatched', method, status: String(status), outcome });
+      histogram.observe({ route: route ?? 'unmatched', method, outcome }, seconds);
+    }
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+    const json = await ours.getMetricsAsJSON();
+    expect(json.map((m) => [m.name, m.type])).toEqual([
+      ['x_requests_total', 'counter'],
+      ['x_duration_seconds', 'histogram'],
+    ]);
+    ours.resetMetrics();
+    expect(await ours.metrics()).toContain('x_requests_total{route="/a",method="GET",status="200",outcome="success"} 0');
+    metrics.unregister();
+    expect(await ours.metrics()).toBe('\n');
+  });
+});
