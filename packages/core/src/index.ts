@@ -23,6 +23,7 @@ export * from './policies/bulkhead.js';
 export * from './policies/single-flight.js';
 export * from './policies/compose.js';
 export * from './policies/limit-decision.js';
+export * from './policies/in-memory-limiter.js';
 export * from './policies/token-bucket.js';
 export * from './policies/sliding-window.js';
 export * from './policies/limiters.js';

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { systemClock, type Clock } from '../clock.js';
 import { durationSchema, formatDuration } from '../options/duration.js';
 import { clockSchema, nonNegativeInt, parseOptions, positiveInt } from '../options/validate.js';
-import { InMemoryLimiter, type LimitDecision, type WindowState, type WindowUsage } from './limit-decision.js';
+import { InMemoryLimiter } from './in-memory-limiter.js';
+import type { LimitDecision, WindowState, WindowUsage } from './limit-decision.js';
 
 /**
  * Strict sliding windows, several at once (e.g. 100/minute + 1000/hour + 10000/day): a call is admitted

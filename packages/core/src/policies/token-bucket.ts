@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { systemClock, type Clock } from '../clock.js';
 import { clockSchema, nonNegativeInt, parseOptions, positiveInt } from '../options/validate.js';
-import { InMemoryLimiter, type LimitDecision, type WindowUsage } from './limit-decision.js';
+import { InMemoryLimiter } from './in-memory-limiter.js';
+import type { LimitDecision, WindowUsage } from './limit-decision.js';
 
 /**
  * Token bucket: holds up to `capacity` tokens (the burst), refilled continuously at `refillPerSecond`.
