@@ -30,12 +30,12 @@ export class AmasError extends Error {
   readonly retryAfterMs: number | undefined;
   readonly details: Record<string, unknown>;
 
-  constructor(code: AmasErrorCode, message: string, init: AmasErrorInit = {}) {
+  /** `defaultStatus` applies when `init.status` is not given (subclasses pass theirs without copying `init`). */
+  constructor(code: AmasErrorCode, message: string, init: AmasErrorInit = {}, defaultStatus = 500) {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
-    Object.defineProperty(this, BRAND, { value: true });
     this.name = new.target.name;
     this.code = code;
-    this.status = init.status ?? 500;
+    this.status = init.status ?? defaultStatus;
     this.retryAfterMs = init.retryAfterMs === undefined ? undefined : Math.max(0, Math.ceil(init.retryAfterMs));
     this.details = init.details ?? {};
   }
@@ -67,6 +67,10 @@ export class AmasError extends Error {
   }
 }
 
+// The brand sits on the prototype (non-enumerable), not on each instance: an open breaker builds one error
+// per rejected call, and a per-instance defineProperty measurably slows that fast-fail path.
+Object.defineProperty(AmasError.prototype, BRAND, { value: true });
+
 /** True for any AMAS error, from any copy of the package. */
 export function isAmasError(value: unknown): value is AmasError {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
@@ -75,35 +79,57 @@ export function isAmasError(value: unknown): value is AmasError {
 export class RateLimitedError extends AmasError {
   static override readonly code = 'AMAS_RATE_LIMITED' as const;
   constructor(message: string, init: AmasErrorInit & { retryAfterMs: number }) {
-    super('AMAS_RATE_LIMITED', message, { status: 429, ...init });
+    super('AMAS_RATE_LIMITED', message, init, 429);
   }
 }
 
 export class BreakerOpenError extends AmasError {
   static override readonly code = 'AMAS_BREAKER_OPEN' as const;
   constructor(message: string, init: AmasErrorInit & { retryAfterMs: number }) {
-    super('AMAS_BREAKER_OPEN', message, { status: 503, ...init });
+    super('AMAS_BREAKER_OPEN', message, init, 503);
+  }
+
+  /**
+   * The open breaker's fast-fail error, one per rejected call. Running the Error constructor is most of the
+   * cost of a rejection even without a stack trace, and the trace would only show breaker internals, so this
+   * builds the object directly on the prototype: still `instanceof BreakerOpenError`, `AmasError` and
+   * `Error`, with the same fields, a one-line `stack`, and the `[object Error]` tag that util.inspect and
+   * loggers use to print errors.
+   */
+  static fast(message: string, retryAfterMs: number, details: Record<string, unknown>): BreakerOpenError {
+    const error = Object.create(BreakerOpenError.prototype) as BreakerOpenError & Record<string | symbol, unknown>;
+    error.name = 'BreakerOpenError';
+    error.message = message;
+    error.stack = `BreakerOpenError: ${message}`;
+    (error as { code: string }).code = 'AMAS_BREAKER_OPEN';
+    (error as { status: number }).status = 503;
+    (error as { retryAfterMs: number }).retryAfterMs = Math.max(0, Math.ceil(retryAfterMs));
+    (error as { details: Record<string, unknown> }).details = details;
+    return error;
   }
 }
+
+// Lets Object.prototype.toString (and so util.inspect) recognise errors built by BreakerOpenError.fast.
+Object.defineProperty(BreakerOpenError.prototype, Symbol.toStringTag, { value: 'Error', configurable: true });
 
 export class BulkheadFullError extends AmasError {
   static override readonly code = 'AMAS_BULKHEAD_FULL' as const;
   constructor(message: string, init: AmasErrorInit = {}) {
-    super('AMAS_BULKHEAD_FULL', message, { status: 503, ...init });
+    super('AMAS_BULKHEAD_FULL', message, init, 503);
   }
 }
 
 export class TimeoutError extends AmasError {
   static override readonly code = 'AMAS_TIMEOUT' as const;
   constructor(message: string, init: AmasErrorInit = {}) {
-    super('AMAS_TIMEOUT', message, { status: 504, ...init });
+    super('AMAS_TIMEOUT', message, init, 504);
   }
 }
 
 export class BudgetExceededError extends AmasError {
   static override readonly code = 'AMAS_BUDGET_EXCEEDED' as const;
   constructor(message: string, init: AmasErrorInit = {}) {
-    super('AMAS_BUDGET_EXCEEDED', message, { status: 429, ...init });
+    super('AMAS_BUDGET_EXCEEDED', message, init, 429);
   }
 }
 
@@ -127,6 +153,6 @@ export class InvalidOptionError extends AmasError {
 export class AbortedError extends AmasError {
   static override readonly code = 'AMAS_ABORTED' as const;
   constructor(message = 'The operation was aborted', init: AmasErrorInit = {}) {
-    super('AMAS_ABORTED', message, { status: 499, ...init });
+    super('AMAS_ABORTED', message, init, 499);
   }
 }

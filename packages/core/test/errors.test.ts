@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { inspect, types } from 'node:util';
 import {
   AbortedError,
   AmasError,
@@ -61,5 +62,27 @@ describe('error catalogue', () => {
     const error = new InvalidOptionError([{ path: 'breakers.openai.failureThreshold', received: '"five"', expected: 'number' }]);
     expect(error.message).toContain('breakers.openai.failureThreshold: expected number, received "five"');
     expect(error.issues).toHaveLength(1);
+  });
+
+  it("an open breaker's fast error is a full BreakerOpenError that tools print as an error", () => {
+    const error = BreakerOpenError.fast('Circuit breaker "x" is open', 1500.2, { breaker: 'x', state: 'open' });
+    expect(error).toBeInstanceOf(BreakerOpenError);
+    expect(error).toBeInstanceOf(AmasError);
+    expect(error).toBeInstanceOf(Error);
+    expect(isAmasError(error)).toBe(true);
+    expect([error.name, error.message, error.code, error.status, error.statusCode, error.retryAfterMs]).toEqual([
+      'BreakerOpenError',
+      'Circuit breaker "x" is open',
+      'AMAS_BREAKER_OPEN',
+      503,
+      503,
+      1501,
+    ]);
+    expect(error.headers).toEqual({ 'retry-after': '2' });
+    expect(error.toJSON()).toMatchObject({ error: 'AMAS_BREAKER_OPEN', retryAfterMs: 1501, details: { breaker: 'x', state: 'open' } });
+    expect(Object.prototype.toString.call(error)).toBe('[object Error]');
+    expect(String(error)).toBe('BreakerOpenError: Circuit breaker "x" is open');
+    expect(inspect(error)).toMatch(/^\[BreakerOpenError.*Circuit breaker "x" is open/);
+    expect(types.isNativeError(new BreakerOpenError('y', { retryAfterMs: 1 }))).toBe(true);
   });
 });

@@ -180,6 +180,7 @@ export class CircuitBreaker implements Policy {
   private readonly isFailure: (error: unknown) => boolean;
   private readonly isResultFailure: ((result: unknown) => boolean) | undefined;
   private readonly messages: Record<BreakerState, string>;
+  private readonly openDetails: Record<BreakerState, Readonly<Record<string, unknown>>>;
 
   private state: BreakerState = 'closed';
   /** Bumped on every transition: outcomes of calls admitted under an older generation never move the state. */
@@ -233,6 +234,9 @@ export class CircuitBreaker implements Policy {
       'half-open': `${quoted} is half-open and all probe slots are busy`,
       isolated: `${quoted} is isolated`,
     };
+    // Shared, frozen details per state: a rejection must not allocate more than its error.
+    const details = (state: BreakerState) => Object.freeze({ breaker: this.name, state });
+    this.openDetails = { closed: details('closed'), open: details('open'), 'half-open': details('half-open'), isolated: details('isolated') };
   }
 
   /**
@@ -586,7 +590,7 @@ export class CircuitBreaker implements Policy {
           : HALF_OPEN_RETRY_MS;
     this.totalRejections++;
     if (this.emitter.has('rejected')) this.emitter.emit('rejected', { name: this.name, state, retryAfterMs });
-    return openError(this.messages[state], this.name, state, retryAfterMs);
+    return openError(this.messages[state], this.openDetails[state], retryAfterMs);
   }
 
   private transition(to: BreakerState, reason: string, now: number): void {
@@ -695,17 +699,7 @@ class Permit implements BreakerPermit {
   }
 }
 
-/**
- * An open breaker rejects every call, so building its error is the fast-fail hot path. Most of the cost of
- * `new Error()` is capturing the stack trace, and that trace would only point at the breaker internals, so
- * capture none: set Error.stackTraceLimit to 0 for the construction and restore it right after.
- */
-function openError(message: string, name: string, state: BreakerState, retryAfterMs: number): BreakerOpenError {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return new BreakerOpenError(message, { retryAfterMs, details: { breaker: name, state } });
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
+/** An open breaker rejects every call, so building its error is the fast-fail hot path: see BreakerOpenError.fast. */
+function openError(message: string, details: Readonly<Record<string, unknown>>, retryAfterMs: number): BreakerOpenError {
+  return BreakerOpenError.fast(message, retryAfterMs, details as Record<string, unknown>);
 }
