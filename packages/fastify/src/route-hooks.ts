@@ -21,11 +21,14 @@ const TIMING = new Set(['x-response-time', 'server-timing']);
  */
 export function admissionHook(amas: Amas, compiled: CompiledRoute, url: string, onRejection: RejectionMode) {
   const http = amas.http;
-  const instrument = { maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes, routeAtEnd: () => url };
+  // Limit headers go through reply.headers(): a raw setHeader() before Fastify's writeHead would put Node on
+  // its slower merge-every-header path.
+  const instrument = { maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes, routeAtEnd: () => url, setLimitHeaders: false };
 
   const settle = (admission: Admission, reply: FastifyReply, done: Done): void => {
     switch (admission.action) {
       case 'pass':
+        if (admission.ticket.headers !== undefined) reply.headers(admission.ticket.headers);
         instrumentResponse(reply.raw, admission.ticket, instrument);
         done();
         return;
@@ -44,10 +47,9 @@ export function admissionHook(amas: Amas, compiled: CompiledRoute, url: string, 
       }
       case 'replay': {
         const { ticket, response } = admission;
-        reply
-          .code(response.status)
-          .headers({ ...response.headers, ...ticket.headers, ...ticket.timingHeaders(), 'x-amas-dedup': 'shared' })
-          .send(response.body);
+        reply.code(response.status).headers(response.headers);
+        if (ticket.headers !== undefined) reply.headers(ticket.headers);
+        reply.headers(ticket.timingHeaders()).header('x-amas-dedup', 'shared').send(response.body);
         ticket.finish({ status: response.status });
         return;
       }

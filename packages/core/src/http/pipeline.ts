@@ -337,9 +337,14 @@ export class RequestTicket {
     return this.pipeline.options.responseTime && !this.route.nested;
   }
 
+  /** Milliseconds since admission, formatted as the timing headers carry it (e.g. `12.345`). */
+  elapsedMs(): string {
+    return (performance.now() - this.started).toFixed(3);
+  }
+
   /** Sets the timing headers on a response directly (the hot path: no intermediate object). */
   setTimingHeaders(res: { setHeader(name: string, value: string): unknown }): void {
-    const ms = (performance.now() - this.started).toFixed(3);
+    const ms = this.elapsedMs();
     res.setHeader('x-response-time', `${ms}ms`);
     res.setHeader('server-timing', `total;dur=${ms}`);
   }
