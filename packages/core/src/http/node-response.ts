@@ -31,8 +31,8 @@ export interface InstrumentOptions {
  * rate-limit headers are set now, timing headers just before the headers go out (never after), the body is
  * captured when a dedup leader must share it, and the ticket is finished once, when the response closes.
  * Every framework writes through `writeHead` (explicitly or via `_implicitHeader`), so this works for all.
- * It runs on every request, so it adds two closures and nothing else to the response (no new properties,
- * which would change the response object's shape for the rest of its life).
+ * It runs on every request: it adds one close listener and one symbol-keyed property to the response, and
+ * never replaces the response's own methods (except for dedup capture, on leaders that have followers).
  */
 export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, options: InstrumentOptions = {}): void {
   // A later (route-level, nested) admission sets its own limit headers over an earlier one's: the more
@@ -68,9 +68,8 @@ interface TimedTicket {
   setTimingHeaders(res: ServerResponse): void;
 }
 /**
- * Where a response keeps the ticket waiting for its timing headers: a symbol-keyed property (shared by every
- * copy of this package through the global symbol registry). A WeakMap was measured at about 10 us per
- * response (its entries are ephemerons, expensive for the garbage collector on short-lived objects).
+ * Where a response keeps the ticket waiting for its timing headers: a symbol-keyed property, shared by every
+ * copy of this package through the global symbol registry (so one prototype hook serves them all).
  */
 const TIMED = Symbol.for('amas.timedTicket');
 type TimedResponse = ServerResponse & { [TIMED]?: TimedTicket | undefined };
@@ -78,11 +77,10 @@ const PATCHED = Symbol.for('amas.writeHeadHook');
 
 /**
  * Sets the timing headers just before the response's headers are written. For node:http responses (Express,
- * Fastify, Nest) this is ONE hook on ServerResponse.prototype.writeHead, installed on first use, that looks
- * the response up in a WeakMap: replacing `writeHead` on each response object instead changes the object's
- * shape and slows every later property access on it (measured in bench/: about 10% of Fastify's throughput).
- * Responses that are not node:http ServerResponses (e.g. HTTP/2 compatibility responses) get a per-object
- * wrapper. Responses AMAS does not track pay one WeakMap lookup.
+ * Fastify, Nest) this is ONE hook on ServerResponse.prototype.writeHead, installed on first use, that reads
+ * the ticket from the response: replacing `writeHead` on each response object instead measured about 10%
+ * of Fastify's throughput. Responses that are not node:http ServerResponses (e.g. HTTP/2 compatibility
+ * responses) get a per-object wrapper. Responses AMAS does not track pay one property read.
  */
 function timeHeaders(res: ServerResponse, ticket: RequestTicket): void {
   if (res instanceof ServerResponse) {
