@@ -155,11 +155,14 @@ export class HttpPipeline {
     let limitHeaders: Record<string, string> | undefined;
     if (route.limiters.length > 0) {
       const decisions: LimitDecision[] = [];
-      for (const limiter of route.limiters) {
+      for (let i = 0; i < route.limiters.length; i++) {
+        const limiter = route.limiters[i]!;
         const decision = limiter.check(who(), 1);
         metrics.rateLimitDecisions.inc({ limit: limiter.name, outcome: decision.allowed ? 'allowed' : 'limited' });
         decisions.push(decision);
         if (!decision.allowed) {
+          // A denied request uses nothing: give back what the limits before this one charged for it.
+          for (let j = 0; j < i; j++) route.limiters[j]!.refund(who(), 1);
           const error = new RateLimitedError(`Rate limit "${limiter.name}" exceeded; retry in ${Math.ceil(decision.retryAfterMs / 1000)}s`, {
             retryAfterMs: decision.retryAfterMs,
             details: { limit: limiter.name },

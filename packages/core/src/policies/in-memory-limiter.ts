@@ -81,6 +81,8 @@ export abstract class InMemoryLimiter<S> implements Limiter {
   protected abstract advance(state: S, now: number): void;
   /** Charges `cost` and returns 0, or charges nothing and returns ms (> 0) until it would fit. */
   protected abstract consume(state: S, now: number, cost: number): number;
+  /** Gives back up to `cost` units charged earlier. */
+  protected abstract giveBack(state: S, now: number, cost: number): void;
   /** True when dropping the state changes no future decision. */
   protected abstract idle(state: S, now: number): boolean;
   protected abstract clone(state: S): S;
@@ -116,6 +118,22 @@ export abstract class InMemoryLimiter<S> implements Limiter {
     }
     this.advance(entry.state, now);
     return this.usage(entry.state, now);
+  }
+
+  refund(key: string, cost = 1): void {
+    if (typeof cost !== 'number' || !(cost >= 0 && Number.isFinite(cost))) {
+      throw new RangeError(`${this.constructor.name} "${this.name}": refund must be a finite number >= 0, received ${describe(cost)}`);
+    }
+    const entry = this.entries.get(key);
+    if (entry === undefined || cost === 0) return;
+    const now = this.clock.now();
+    this.giveBack(entry.state, now, cost);
+    if (entry.queue !== undefined) {
+      // The returned capacity may let the head waiter in sooner.
+      this.reproject(entry);
+      this.clock.clearTimeout(entry.queue.timer);
+      entry.queue.serve();
+    }
   }
 
   reset(key: string): void {

@@ -42,6 +42,11 @@ export interface Limiter {
   check(key: string, cost?: number): LimitDecision;
   getUsage(key: string): WindowUsage[];
   reset(key: string): void;
+  /**
+   * Gives back `cost` units an admitted `check` charged but the caller did not use (another limit denied the
+   * same request). Never gives back more than the key holds.
+   */
+  refund(key: string, cost?: number): void;
   /** Waits in a FIFO queue per key until `cost` fits; rejects RateLimitedError / AbortedError. */
   take(key: string, cost?: number, options?: TakeOptions): Promise<LimitDecision>;
   close(): void;

@@ -195,6 +195,29 @@ export function slidingWindowConsume(state: SlidingWindowState, config: SlidingW
   return 0;
 }
 
+/**
+ * Gives back up to `cost` units in every window, newest buckets first (where a just-admitted charge sits).
+ * Bucket times are left as they are: at worst a bucket frees a little later than it could, never earlier.
+ */
+export function slidingWindowRefund(state: SlidingWindowState, config: SlidingWindowConfig, now: number, cost: number): void {
+  slidingWindowAdvance(state, config, now);
+  const { totals, counts, cursors } = state;
+  for (let w = 0; w < totals.length; w++) {
+    const buckets = config.buckets[w]!;
+    const offset = config.offsets[w]!;
+    let left = Math.min(cost, totals[w]!);
+    totals[w]! -= left;
+    let cursor = cursors[w]!;
+    for (let k = 0; k <= buckets && left > 0; k++) {
+      const slot = offset + cursor;
+      const take = Math.min(left, counts[slot]!);
+      counts[slot]! -= take;
+      left -= take;
+      cursor = cursor === 0 ? buckets : cursor - 1; // from the head back to the oldest
+    }
+  }
+}
+
 /** ms until everything window `w` holds now has left it (0 when empty). */
 export function slidingWindowResetMs(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number): number {
   if (state.totals[w] === 0) return 0;
@@ -335,6 +358,10 @@ export class SlidingWindowLimiter extends InMemoryLimiter<SlidingWindowState> {
 
   protected consume(state: SlidingWindowState, now: number, cost: number): number {
     return slidingWindowConsume(state, this.config, now, cost);
+  }
+
+  protected giveBack(state: SlidingWindowState, now: number, cost: number): void {
+    slidingWindowRefund(state, this.config, now, cost);
   }
 
   protected idle(state: SlidingWindowState, now: number): boolean {

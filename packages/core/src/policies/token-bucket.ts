@@ -55,6 +55,12 @@ export function tokenBucketConsume(state: TokenBucketState, config: TokenBucketC
   return Math.max(1, Math.ceil((missing - eps) / config.refillPerMs));
 }
 
+/** Puts back up to `cost` tokens (never above capacity). */
+export function tokenBucketRefund(state: TokenBucketState, config: TokenBucketConfig, now: number, cost: number): void {
+  tokenBucketRefill(state, config, now);
+  state.tokens = Math.min(config.capacity, state.tokens + cost);
+}
+
 /** ms until the bucket is full again. */
 export function tokenBucketResetMs(state: TokenBucketState, config: TokenBucketConfig): number {
   const missing = config.capacity - state.tokens - epsilon(config);
@@ -136,6 +142,10 @@ export class TokenBucketLimiter extends InMemoryLimiter<TokenBucketState> {
 
   protected consume(state: TokenBucketState, now: number, cost: number): number {
     return tokenBucketConsume(state, this.config, now, cost);
+  }
+
+  protected giveBack(state: TokenBucketState, now: number, cost: number): void {
+    tokenBucketRefund(state, this.config, now, cost);
   }
 
   protected idle(state: TokenBucketState, now: number): boolean {
