@@ -58,6 +58,9 @@ describe('HTTP pipeline', () => {
     expect(denied.rejection.body).toMatchObject({ error: { code: 'AMAS_RATE_LIMITED', status: 429 } });
     denied.ticket.finish({ status: 429, error: denied.rejection.error });
     expect(expectSync(amas.http.admit(req({ user: { id: 'bob' } }), route)).action).toBe('pass');
+    const text = (await amas.metrics.expose()).body;
+    expect(text).toContain('amas_ratelimit_decisions_total{limit="perUser",outcome="allowed"} 3');
+    expect(text).toContain('amas_ratelimit_decisions_total{limit="perUser",outcome="limited"} 1');
     await clock.advance(10_001);
     expect(expectSync(amas.http.admit(alice, route)).action).toBe('pass');
     await amas.close();

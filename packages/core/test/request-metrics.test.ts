@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { RequestMetrics } from '../src/metrics/request-metrics.js';
+import { FastCounter } from '../src/metrics/fast-counter.js';
 
 const buckets = [0.01, 0.1, 1];
 
@@ -37,6 +38,22 @@ describe('RequestMetrics', () => {
     ours.resetMetrics();
     expect(await ours.metrics()).toContain('x_requests_total{route="/a",method="GET",status="200",outcome="success"} 0');
     metrics.unregister();
+    expect(await ours.metrics()).toBe('\n');
+  });
+
+  it('FastCounter renders like a prom-client Counter', async () => {
+    const ours = new Registry();
+    const counter = new FastCounter(ours, 'y_total', 'help text');
+    const theirs = new Registry();
+    const reference = new Counter({ name: 'y_total', help: 'help text', labelNames: ['limit', 'outcome'], registers: [theirs] });
+    const allowed = counter.seriesFor({ limit: 'a', outcome: 'allowed' });
+    allowed.value += 3;
+    counter.seriesFor({ limit: 'a', outcome: 'limited' }).value++;
+    expect(counter.seriesFor({ limit: 'a', outcome: 'allowed' })).toBe(allowed);
+    reference.inc({ limit: 'a', outcome: 'allowed' }, 3);
+    reference.inc({ limit: 'a', outcome: 'limited' });
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+    counter.unregister();
     expect(await ours.metrics()).toBe('\n');
   });
 });

@@ -158,7 +158,7 @@ export class HttpPipeline {
       for (let i = 0; i < route.limiters.length; i++) {
         const limiter = route.limiters[i]!;
         const decision = limiter.check(who(), 1);
-        metrics.rateLimitDecisions.inc({ limit: limiter.name, outcome: decision.allowed ? 'allowed' : 'limited' });
+        metrics.recordRateLimit(limiter.name, decision.allowed);
         decisions.push(decision);
         if (!decision.allowed) {
           // A denied request uses nothing: give back what the limits before this one charged for it.
@@ -246,7 +246,7 @@ export class HttpPipeline {
       // The leader produced nothing shareable (aborted, too big, streamed error): run this one normally.
       return this.admit(req, { ...route, dedup: false });
     }
-    this.host.metrics.dedupShared.inc({ route: this.host.metrics.routeLabel(pattern) });
+    this.host.metrics.recordDedupShared(pattern);
     const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'shared');
     return { action: 'replay', ticket, response: shared };
   }

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { BreakerRegistry } from '../policies/breaker-registry.js';
+import { FastCounter, type CounterSeriesRef } from './fast-counter.js';
 import { RequestMetrics } from './request-metrics.js';
 
 export interface MetricsOptions {
@@ -33,8 +34,10 @@ export class AmasMetrics {
   readonly breakerState: Gauge<'breaker'>;
   readonly breakerTransitions: Counter<'breaker' | 'from' | 'to'>;
   readonly breakerCalls: Counter<'breaker' | 'outcome'>;
-  readonly rateLimitDecisions: Counter<'limit' | 'outcome'>;
-  readonly dedupShared: Counter<'route'>;
+  readonly rateLimitDecisions: FastCounter;
+  readonly dedupShared: FastCounter;
+  /** Per limit name: its [allowed, limited] series. */
+  private readonly limitSeries = new Map<string, [CounterSeriesRef, CounterSeriesRef]>();
   private readonly routes = new Set<string>();
   private readonly maxRoutes: number;
 
@@ -91,24 +94,33 @@ export class AmasMetrics {
         }
       },
     });
-    this.rateLimitDecisions = new Counter({
-      name: `${p}ratelimit_decisions_total`,
-      help: 'Rate limit decisions by limit name and outcome (allowed, limited)',
-      labelNames: ['limit', 'outcome'],
-      registers,
-    });
-    this.dedupShared = new Counter({
-      name: `${p}dedup_shared_total`,
-      help: 'Requests answered from another identical in-flight request instead of running again',
-      labelNames: ['route'],
-      registers,
-    });
+    this.rateLimitDecisions = new FastCounter(this.registry, `${p}ratelimit_decisions_total`, 'Rate limit decisions by limit name and outcome (allowed, limited)');
+    this.dedupShared = new FastCounter(
+      this.registry,
+      `${p}dedup_shared_total`,
+      'Requests answered from another identical in-flight request instead of running again',
+    );
     breakers.on('stateChange', (e) => this.breakerTransitions.inc({ breaker: e.name, from: e.from, to: e.to }));
   }
 
   /** Counts one HTTP request and observes its duration (the per-request hot path). */
   recordRequest(route: string | undefined, method: string, status: number, outcome: string, seconds: number): void {
     this.requests.record(route, method, status, outcome, seconds);
+  }
+
+  /** Counts one limit decision (per-request path: one Map lookup). */
+  recordRateLimit(limit: string, allowed: boolean): void {
+    let pair = this.limitSeries.get(limit);
+    if (!pair) {
+      pair = [this.rateLimitDecisions.seriesFor({ limit, outcome: 'allowed' }), this.rateLimitDecisions.seriesFor({ limit, outcome: 'limited' })];
+      this.limitSeries.set(limit, pair);
+    }
+    pair[allowed ? 0 : 1].value++;
+  }
+
+  /** Counts one request answered by an identical in-flight request. */
+  recordDedupShared(route: string | undefined): void {
+    this.dedupShared.seriesFor({ route: this.routeLabel(route) }).value++;
   }
 
   /** The label value for a route: its pattern while under the cap, else `other`. */
@@ -129,13 +141,9 @@ export class AmasMetrics {
   close(): void {
     if (this.ownsRegistry) return;
     this.requests.unregister();
-    for (const metric of [
-      this.breakerState,
-      this.breakerTransitions,
-      this.breakerCalls,
-      this.rateLimitDecisions,
-      this.dedupShared,
-    ]) {
+    this.rateLimitDecisions.unregister();
+    this.dedupShared.unregister();
+    for (const metric of [this.breakerState, this.breakerTransitions, this.breakerCalls]) {
       this.registry.removeSingleMetric((metric as unknown as { name: string }).name);
     }
   }
