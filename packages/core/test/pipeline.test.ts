@@ -152,4 +152,31 @@ describe('HTTP pipeline', () => {
     expect(denied.action === 'reject' && denied.rejection.body).toMatchObject({ error: { code: 'AMAS_RATE_LIMITED' } });
     await amas.close();
   });
+
+  it('a nested route that sets its own options takes the outer admission back for those parts', async () => {
+    const clock = new ManualClock();
+    const amas = createAmas({
+      clock,
+      logger: silentLogger,
+      limits: { global: { limit: 5, window: '1m' } },
+      breakers: { up: { failureThreshold: 1 } },
+      http: { limit: 'global', breaker: 'up', dedup: true },
+    });
+    const outerRoute = amas.http.compile({});
+    const nested = amas.http.compile({ limit: false, breaker: false, dedup: false }, undefined, { nested: true });
+    expect(nested.overrides).toEqual({ limit: true, breaker: true, dedup: true });
+    const outer = expectSync(amas.http.admit(req(), outerRoute));
+    if (outer.action !== 'pass') throw new Error('expected pass');
+    const follower = amas.http.admit(req(), outerRoute); // waits on the outer leader
+    expect(outer.ticket.withdraw(nested.overrides).sort()).toEqual(['ratelimit', 'ratelimit-policy']);
+    // The follower was released to run itself, the limit charge given back, the breaker permit released.
+    expect((await follower).action).toBe('pass');
+    expect(amas.limiter('global').getUsage('ip:127.0.0.1')[0]!.used).toBe(1); // only the follower's own charge
+    outer.ticket.finish({ status: 500 });
+    expect(amas.breaker('up').getState()).toBe('closed');
+    // Nothing set by the route: nothing withdrawn.
+    const untouched = amas.http.compile({}, undefined, { nested: true });
+    expect(untouched.overrides).toEqual({ limit: false, breaker: false, dedup: false });
+    await amas.close();
+  });
 });

@@ -11,6 +11,7 @@ import {
   type CompiledRoute,
   type NeutralRequest,
   type Rejection,
+  type RequestTicket,
   type RouteOptions,
 } from '@amas/core';
 
@@ -34,9 +35,12 @@ export interface AmasMiddleware extends RequestHandler {
   close(): Promise<void>;
 }
 
-/** Marks a request the app-level middleware already admitted, so a route-level one applies only its own options. */
+/**
+ * The app-level admission of a request. A route-level `amas.route()` on the same request takes back the parts
+ * it sets itself (its limits, breaker or dedup replace the global ones) and applies only its own options.
+ */
 const ADMITTED = Symbol('amas.admitted');
-type AmasRequest = Request & { [ADMITTED]?: Amas; user?: unknown };
+type AmasRequest = Request & { [ADMITTED]?: { amas: Amas; ticket: RequestTicket }; user?: unknown };
 
 /**
  * Express 4 and 5 middleware. `app.use(amasMiddleware())` with no options only times, measures and watches;
@@ -77,7 +81,7 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
         return next();
       case 'pass':
         instrumentResponse(res, admission.ticket, instrumentOptions);
-        req[ADMITTED] = amas;
+        if (req[ADMITTED] === undefined) req[ADMITTED] = { amas, ticket: admission.ticket };
         return next();
       case 'replay':
         return writeSharedResponse(res, admission.response, admission.ticket);
@@ -101,7 +105,11 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
     const nested = amas.http.compile(options, undefined, { nested: true });
     return (req: Request, res: Response, next: NextFunction) => {
       const r = req as AmasRequest;
-      run(r[ADMITTED] === amas ? nested : full, r, res, next);
+      const outer = r[ADMITTED];
+      if (outer?.amas !== amas) return run(full, r, res, next);
+      // Per-route options override global ones: the app-level admission gives back what this route replaces.
+      for (const name of outer.ticket.withdraw(nested.overrides)) res.removeHeader(name);
+      run(nested, r, res, next);
     };
   };
   middleware.metricsHandler = () => async (_req: Request, res: Response, next: NextFunction) => {

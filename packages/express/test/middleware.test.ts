@@ -97,10 +97,27 @@ describe.each(versions)('%s', (_label, express) => {
     app.get('/strict', amas.route({ limit: { limit: 2, window: '1h', name: 'strict' } }), (_req, res) => {
       res.send('strict');
     });
+    app.get('/global', (_req, res) => {
+      res.send('global');
+    });
     const url = await listen(app);
-    // The global limit (1/min) already admitted the first request; the route's own limit applies on top.
+    // limit:false lifts the app-level limit (1/min) on this route, and gives its charge back.
+    for (let i = 0; i < 5; i++) {
+      const free = await fetch(`${url}/free`);
+      expect(free.status).toBe(200);
+      expect(free.headers.get('ratelimit-policy')).toBeNull();
+    }
+    // The route's own limit (2/hour) replaces the app-level one.
+    const strict = await fetch(`${url}/strict`);
+    expect(strict.status).toBe(200);
+    expect(strict.headers.get('ratelimit-policy')).toBe('"strict";q=2;w=3600');
     expect((await fetch(`${url}/strict`)).status).toBe(200);
     expect((await fetch(`${url}/strict`)).status).toBe(429);
+    // None of that was charged to the app-level limit: its one request per minute is still there.
+    const global = await fetch(`${url}/global`);
+    expect(global.status).toBe(200);
+    expect(global.headers.get('ratelimit-policy')).toMatch(/q=1;w=60/);
+    expect((await fetch(`${url}/global`)).status).toBe(429);
     const routeOnly = amasMiddleware({ logger: silentLogger });
     closers.push(routeOnly.close);
     const app2 = express();

@@ -50,6 +50,11 @@ export interface CompiledRoute {
    * outer admission's job.
    */
   readonly nested: boolean;
+  /**
+   * Which options the route set itself. A nested admission uses them to take the outer admission's
+   * decision back for those parts (`withdraw`), so per-route options override global ones there too.
+   */
+  readonly overrides: { limit: boolean; breaker: boolean; dedup: boolean };
 }
 
 /** A response a dedup leader produced, replayed to its followers. */
@@ -139,6 +144,7 @@ export class HttpPipeline {
       dedup,
       identity: (route.identity as IdentityFn | undefined) ?? http.identity,
       nested,
+      overrides: { limit: route.limit !== undefined, breaker: route.breaker !== undefined, dedup: route.dedup !== undefined },
     };
   }
 
@@ -183,11 +189,23 @@ export class HttpPipeline {
       leaderKey = key;
     }
 
-    // 3. Breaker: an open enforcing breaker rejects fast; otherwise the request holds a permit.
+    return this.pass(req, route, started, limitHeaders, route.limiters.length > 0 ? who() : undefined, leaderKey);
+  }
+
+  /** 3. Breaker: an open enforcing breaker rejects fast; otherwise the request holds a permit and passes. */
+  private pass(
+    req: NeutralRequest,
+    route: CompiledRoute,
+    started: number,
+    limitHeaders: Record<string, string> | undefined,
+    chargedIdentity: string | undefined,
+    leaderKey: string | undefined,
+  ): Admission {
     let permit: BreakerPermit | undefined;
     if (route.breaker) {
       const acquired = route.breaker.tryAcquire();
       if (isAmasError(acquired)) {
+        if (chargedIdentity !== undefined) for (const limiter of route.limiters) limiter.refund(chargedIdentity, 1);
         const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'breaker_open');
         return { action: 'reject', ticket, rejection: this.reject(acquired as BreakerOpenError, limitHeaders ?? {}, ticket) };
       }
@@ -195,6 +213,7 @@ export class HttpPipeline {
     }
 
     const ticket = new RequestTicket(this, route, req, started, permit, limitHeaders, undefined);
+    if (chargedIdentity !== undefined) ticket.charged = { limiters: route.limiters, identity: chargedIdentity };
     if (leaderKey !== undefined) ticket.lead(leaderKey, this.flights);
     return { action: 'pass', ticket };
   }
@@ -243,8 +262,10 @@ export class HttpPipeline {
   ): Promise<Admission> {
     const shared = await flight;
     if (!shared) {
-      // The leader produced nothing shareable (aborted, too big, streamed error): run this one normally.
-      return this.admit(req, { ...route, dedup: false });
+      // The leader produced nothing shareable (aborted, too big, already streaming): run this one itself,
+      // without charging its limits a second time.
+      const identity = route.limiters.length > 0 ? resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy }) : undefined;
+      return this.pass(req, route, started, limitHeaders, identity, undefined);
     }
     this.host.metrics.recordDedupShared(pattern);
     const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'shared');
@@ -289,11 +310,35 @@ export class RequestTicket {
     private readonly route: CompiledRoute,
     private readonly req: NeutralRequest,
     private readonly started: number,
-    private readonly permit: BreakerPermit | undefined,
+    private permit: BreakerPermit | undefined,
     /** Rate-limit headers to set on the response before it is written. */
-    readonly headers: Record<string, string> | undefined,
+    public headers: Record<string, string> | undefined,
     private readonly fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | undefined,
   ) {}
+
+  /** @internal The limiters this admission charged, and for whom (so a route-level override can refund them). */
+  charged: { limiters: readonly Limiter[]; identity: string } | undefined;
+
+  /**
+   * Takes back this (outer) admission's decision for the parts a nested route sets itself: refunds its limit
+   * charges, releases its breaker permit, stops leading its dedup flight (waiting followers run themselves).
+   * Returns the names of the limit headers it had added, for the adapter to remove from the response.
+   */
+  withdraw(overrides: CompiledRoute['overrides']): string[] {
+    const removed: string[] = [];
+    if (overrides.limit && this.charged) {
+      for (const limiter of this.charged.limiters) limiter.refund(this.charged.identity, 1);
+      this.charged = undefined;
+      if (this.headers) removed.push(...Object.keys(this.headers));
+      this.headers = undefined;
+    }
+    if (overrides.breaker && this.permit) {
+      this.permit.release();
+      this.permit = undefined;
+    }
+    if (overrides.dedup && this.flightKey !== undefined) this.share({ status: 0, aborted: true });
+    return removed;
+  }
 
   /** True while this ticket leads a dedup flight (its response may be shared with followers). */
   get leads(): boolean {
