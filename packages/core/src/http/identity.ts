@@ -76,8 +76,24 @@ export function clientAddress(req: NeutralRequest, trustProxy: boolean | number)
   return req.ip ? normaliseAddress(req.ip) : undefined;
 }
 
-/** IPv4 as is; IPv4-mapped IPv6 as IPv4; other IPv6 masked to its /64 prefix. Invalid input -> undefined. */
+const normalised = new Map<string, string | undefined>();
+const MAX_CACHED_ADDRESSES = 10_000;
+
+/**
+ * IPv4 as is; IPv4-mapped IPv6 as IPv4; other IPv6 masked to its /64 prefix. Invalid input -> undefined.
+ * Cached: the same few client addresses repeat on every request, and validating one runs several regexes.
+ */
 export function normaliseAddress(raw: string): string | undefined {
+  let result = normalised.get(raw);
+  if (result === undefined && !normalised.has(raw)) {
+    result = normaliseUncached(raw);
+    if (normalised.size >= MAX_CACHED_ADDRESSES) normalised.clear();
+    normalised.set(raw, result);
+  }
+  return result;
+}
+
+function normaliseUncached(raw: string): string | undefined {
   let address = raw.trim();
   if (address.startsWith('[') && address.includes(']')) address = address.slice(1, address.indexOf(']'));
   const zone = address.indexOf('%');

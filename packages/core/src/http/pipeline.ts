@@ -185,7 +185,9 @@ export class HttpPipeline {
     if (route.dedup) {
       const key = this.dedupKey(req, route, who());
       const leader = this.flights.get(key);
-      if (leader) return this.follow(leader.waitForShare(), req, route, started, limitHeaders, pattern);
+      const wait = leader?.waitForShare();
+      if (wait !== undefined) return this.follow(wait, req, route, started, limitHeaders, pattern);
+      // No leader, or one whose response can no longer be shared (it already started writing): lead.
       leaderKey = key;
     }
 
@@ -364,11 +366,19 @@ export class RequestTicket {
     flights.set(key, this);
   }
 
-  /** @internal A follower's wait for this leader's response (undefined: nothing shareable, run yourself). */
-  waitForShare(): Promise<SharedResponse | undefined> {
+  /**
+   * @internal A follower's wait for this leader's response (resolving to undefined when there turns out to be
+   * nothing to share). Returns undefined at once when the leader can no longer share (its response already
+   * started), and stops leading, so the caller becomes the new leader without waiting.
+   */
+  waitForShare(): Promise<SharedResponse | undefined> | undefined {
     // Without startCapture the adapter hands the body to finish() itself.
     if (this.waiters === undefined && this.startCapture !== undefined && !this.startCapture()) {
-      return Promise.resolve(undefined);
+      if (this.flightKey !== undefined) {
+        this.flights!.delete(this.flightKey);
+        this.flightKey = undefined;
+      }
+      return undefined;
     }
     return new Promise((resolve) => (this.waiters ??= []).push(resolve));
   }
