@@ -8,7 +8,7 @@
 import { once } from 'node:events';
 import express from 'express';
 import { amasMiddleware as createAmasMiddleware } from '@amas/express';
-import { isAmasError, stableKey } from '@amas/core';
+import { isAmasError, PER_RESPONSE_HEADERS, stableKey } from '@amas/core';
 
 /** Gateway defaults; every one can be overridden through `createGateway({ amas, retry, timeoutMs })`. */
 export const GATEWAY_DEFAULTS = Object.freeze({
@@ -20,23 +20,12 @@ export const GATEWAY_DEFAULTS = Object.freeze({
 });
 
 const ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'];
-/** Upstream headers not forwarded: hop-by-hop ones, and the ones the gateway's own limit and timing set. */
-const NOT_FORWARDED = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'content-length',
-  'content-encoding',
-  'date',
-  'ratelimit',
-  'ratelimit-policy',
-  'x-ratelimit-limit',
-  'x-ratelimit-remaining',
-  'x-ratelimit-reset',
-  'retry-after',
-  'x-response-time',
-  'server-timing',
-]);
+/**
+ * Upstream headers not forwarded: the ones that describe one response on one connection (hop-by-hop, length,
+ * date, cookies, and the limit and timing headers the gateway sets itself), plus content-encoding, because
+ * fetch has already decoded the body.
+ */
+const NOT_FORWARDED = new Set([...PER_RESPONSE_HEADERS, 'content-encoding']);
 
 /** A non-2xx answer (or no answer at all: status 502) from the provider. Carries what retry needs. */
 export class UpstreamError extends Error {

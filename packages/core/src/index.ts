@@ -33,7 +33,7 @@ export * from './http/neutral-request.js';
 export * from './http/identity.js';
 export * from './http/rate-limit-headers.js';
 export * from './http/rejection.js';
-export { HttpPipeline, RequestTicket } from './http/pipeline.js';
+export { HttpPipeline, RequestTicket, PER_RESPONSE_HEADERS } from './http/pipeline.js';
 export type { Admission, CompiledRoute, Outcome, SharedResponse, ResolvedHttpOptions } from './http/pipeline.js';
 export * from './http/node-response.js';
 

@@ -3,21 +3,12 @@ import { ManualClock } from '../src/clock.js';
 import { BreakerOpenError, InvalidOptionError } from '../src/errors.js';
 import { BreakerRegistry, type BreakerRegistryOptions } from '../src/policies/breaker-registry.js';
 import type { BreakerSnapshot, CircuitBreaker } from '../src/policies/circuit-breaker.js';
+import { invalidOption as invalid } from './helpers.js';
 
 const boom = () => Promise.reject(new Error('down'));
 
 async function fail(breaker: CircuitBreaker, times: number) {
   for (let i = 0; i < times; i++) await breaker.execute(boom).catch(() => {});
-}
-
-function invalid(fn: () => unknown): InvalidOptionError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(InvalidOptionError);
-    return error as InvalidOptionError;
-  }
-  throw new Error('expected InvalidOptionError');
 }
 
 describe('BreakerRegistry', () => {

@@ -9,6 +9,7 @@ import {
   type CircuitBreakerOptions,
   validateCircuitBreakerOptions,
 } from '../src/policies/circuit-breaker.js';
+import { errorOf as catchSync } from './helpers.js';
 
 const boom = () => Promise.reject(new Error('upstream down'));
 const ok = () => Promise.resolve('ok');
@@ -44,15 +45,6 @@ function record(breaker: CircuitBreaker) {
     breaker.on(type, (event) => events.push({ type, event }));
   }
   return events;
-}
-
-function catchSync(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a throw');
 }
 
 // The closed state has a fast path (no listeners, no failure-rate window) and a tracked path; run the
@@ -453,7 +445,7 @@ describe('CircuitBreaker permits (acquire / tryAcquire)', () => {
     const { clock, breaker } = make({ failureThreshold: 1, recoveryTimeoutMs: 1_000 });
     breaker.acquire().failure(new Error('x'));
     await clock.advance(250);
-    const thrown = catchSync(() => breaker.acquire());
+    const thrown = catchSync<unknown>(() => breaker.acquire());
     expect(thrown).toBeInstanceOf(BreakerOpenError);
     expect((thrown as BreakerOpenError).retryAfterMs).toBe(750);
     const returned = breaker.tryAcquire();
@@ -773,7 +765,7 @@ describe('CircuitBreaker snapshot / restore', () => {
       [{ ...good, totals: { ...good.totals, successes: 'many' } }, 'totals.successes'],
     ];
     for (const [snapshot, path] of cases) {
-      const error = catchSync(() => breaker.restore(snapshot as BreakerSnapshot));
+      const error = catchSync<unknown>(() => breaker.restore(snapshot as BreakerSnapshot));
       expect(error).toBeInstanceOf(InvalidOptionError);
       expect((error as InvalidOptionError).message).toContain('circuit breaker "test" snapshot');
       expect((error as InvalidOptionError).issues.map((i) => i.path)).toContain(path);
@@ -808,7 +800,7 @@ describe('CircuitBreaker options validation', () => {
   ];
 
   it.each(cases)('%s', (_label, options, path, received, expected) => {
-    const error = catchSync(() => new CircuitBreaker({ name: 'openai', ...options } as CircuitBreakerOptions));
+    const error = catchSync<unknown>(() => new CircuitBreaker({ name: 'openai', ...options } as CircuitBreakerOptions));
     expect(error).toBeInstanceOf(InvalidOptionError);
     const message = (error as InvalidOptionError).message;
     expect(message).toContain(`circuit breaker "${String(options.name ?? 'openai')}" options`);

@@ -6,15 +6,7 @@ import { parseOptions } from '../src/options/validate.js';
 import { createLimiter, limiterSpecSchema, type LimiterSpec } from '../src/policies/limiters.js';
 import { SlidingWindowLimiter } from '../src/policies/sliding-window.js';
 import { TokenBucketLimiter } from '../src/policies/token-bucket.js';
-
-function errorOf(fn: () => unknown): InvalidOptionError {
-  try {
-    fn();
-  } catch (e) {
-    return e as InvalidOptionError;
-  }
-  throw new Error('expected a throw');
-}
+import { errorOf } from './helpers.js';
 
 describe('createLimiter', () => {
   it('builds a one-window sliding limiter from the shorthand', () => {

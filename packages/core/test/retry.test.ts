@@ -10,18 +10,7 @@ import {
   TimeoutError,
 } from '../src/errors.js';
 import { isRetryableError, RetryPolicy, type RetryOptions } from '../src/policies/retry.js';
-
-/** mulberry32: a seeded PRNG so jitter is reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as seeded } from './helpers.js';
 
 function httpError(status: number, headers?: unknown): Error & { status: number; headers?: unknown } {
   return Object.assign(new Error(`HTTP ${status}`), { status, headers });

@@ -8,6 +8,7 @@ import {
   type SlidingWindowConfig,
   type SlidingWindowOptions,
 } from '../src/policies/sliding-window.js';
+import { errorOf, seededRandom as mulberry32 } from './helpers.js';
 
 const T0 = 1_700_000_000_000; // ManualClock's start: a multiple of every bucket size used below
 
@@ -20,27 +21,6 @@ function make(options: Partial<SlidingWindowOptions> = {}) {
     ...options,
   });
   return { clock, limiter };
-}
-
-function errorOf(fn: () => unknown): InvalidOptionError {
-  try {
-    fn();
-  } catch (e) {
-    return e as InvalidOptionError;
-  }
-  throw new Error('expected a throw');
-}
-
-/** Small deterministic PRNG so the property test is reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('SlidingWindowLimiter: one window', () => {

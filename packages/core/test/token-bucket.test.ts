@@ -7,20 +7,12 @@ import {
   tokenBucketInitial,
   type TokenBucketOptions,
 } from '../src/policies/token-bucket.js';
+import { errorOf } from './helpers.js';
 
 function make(options: Partial<TokenBucketOptions> = {}) {
   const clock = new ManualClock();
   const limiter = new TokenBucketLimiter({ capacity: 5, refillPerSecond: 1, clock, ...options });
   return { clock, limiter };
-}
-
-function errorOf(fn: () => unknown): InvalidOptionError {
-  try {
-    fn();
-  } catch (e) {
-    return e as InvalidOptionError;
-  }
-  throw new Error('expected a throw');
 }
 
 describe('TokenBucketLimiter: decisions', () => {

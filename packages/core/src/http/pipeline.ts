@@ -84,8 +84,11 @@ export type Admission =
   | { action: 'replay'; ticket: RequestTicket; response: SharedResponse }
   | { action: 'reject'; ticket: RequestTicket; rejection: Rejection };
 
-/** Headers that describe one response on one connection and must not be copied to another. */
-const PER_RESPONSE_HEADERS = new Set([
+/**
+ * Headers that describe one response on one connection and must not be copied to another (dedup replays;
+ * a proxy forwarding an upstream response needs the same list).
+ */
+export const PER_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
   'date',
   'connection',
   'keep-alive',

@@ -6,52 +6,33 @@ import type { Limiter } from './limit-decision.js';
 import { SLIDING_WINDOW_MAX_BUCKETS, SlidingWindowLimiter, slidingWindowsSchema } from './sliding-window.js';
 import { TokenBucketLimiter } from './token-bucket.js';
 
+/** Options every limiter spec accepts. */
+type LimiterSpecCommon = {
+  name?: string;
+  maxQueue?: number;
+  maxKeys?: number;
+};
+
+type SlidingWindowSpecWindows<D> = LimiterSpecCommon & {
+  algorithm?: 'sliding-window';
+  windows: Array<{ name?: string; limit: number; window: D }>;
+  buckets?: number;
+};
+
+type TokenBucketSpec = LimiterSpecCommon & {
+  algorithm: 'token-bucket';
+  capacity: number;
+  refillPerSecond: number;
+};
+
 /** A limiter described as data (config files, the engine's `limits` option). */
 export type LimiterSpec =
-  | {
-      algorithm?: 'sliding-window';
-      limit: number;
-      window: number | string;
-      name?: string;
-      buckets?: number;
-      maxQueue?: number;
-      maxKeys?: number;
-    }
-  | {
-      algorithm?: 'sliding-window';
-      windows: Array<{ name?: string; limit: number; window: number | string }>;
-      name?: string;
-      buckets?: number;
-      maxQueue?: number;
-      maxKeys?: number;
-    }
-  | {
-      algorithm: 'token-bucket';
-      capacity: number;
-      refillPerSecond: number;
-      name?: string;
-      maxQueue?: number;
-      maxKeys?: number;
-    };
+  | (LimiterSpecCommon & { algorithm?: 'sliding-window'; limit: number; window: number | string; buckets?: number })
+  | SlidingWindowSpecWindows<number | string>
+  | TokenBucketSpec;
 
 /** A validated spec: the shorthand folded into `windows`, durations in ms. */
-export type ParsedLimiterSpec =
-  | {
-      algorithm: 'sliding-window';
-      windows: Array<{ name?: string; limit: number; window: number }>;
-      name?: string;
-      buckets?: number;
-      maxQueue?: number;
-      maxKeys?: number;
-    }
-  | {
-      algorithm: 'token-bucket';
-      capacity: number;
-      refillPerSecond: number;
-      name?: string;
-      maxQueue?: number;
-      maxKeys?: number;
-    };
+export type ParsedLimiterSpec = (SlidingWindowSpecWindows<number> & { algorithm: 'sliding-window' }) | TokenBucketSpec;
 
 const common = {
   name: z.string().min(1).optional(),

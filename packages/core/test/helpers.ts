@@ -1,0 +1,32 @@
+/** Small helpers shared by the core test files. */
+import { expect } from 'vitest';
+import { InvalidOptionError } from '../src/errors.js';
+
+/** The error `fn` throws synchronously; fails the test when it does not throw. */
+export function errorOf<E = InvalidOptionError>(fn: () => unknown): E {
+  try {
+    fn();
+  } catch (error) {
+    return error as E;
+  }
+  throw new Error('expected a throw');
+}
+
+/** Like errorOf, and asserts the error is an InvalidOptionError. */
+export function invalidOption(fn: () => unknown): InvalidOptionError {
+  const error = errorOf<unknown>(fn);
+  expect(error).toBeInstanceOf(InvalidOptionError);
+  return error as InvalidOptionError;
+}
+
+/** mulberry32: a seeded PRNG, so jitter and property tests are reproducible. Returns [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
