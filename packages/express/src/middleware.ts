@@ -3,6 +3,8 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import {
   instrumentResponse,
   recordResponseError,
+  REJECTION_CONTENT_TYPE,
+  rejectionJson,
   resolveAmas,
   writeSharedResponse,
   type Admission,
@@ -149,5 +151,5 @@ function send(res: Response, rejection: Rejection): void {
     res.end();
     return;
   }
-  res.status(rejection.status).set(rejection.headers).json(rejection.body);
+  res.status(rejection.status).set(rejection.headers).type(REJECTION_CONTENT_TYPE).send(rejectionJson(rejection));
 }

@@ -207,6 +207,22 @@ describe.each(versions)('%s', (_label, express) => {
     expect((await res.json()) as any).toEqual({ mine: 'AMAS_RATE_LIMITED' });
   });
 
+  it('a rejectionBody that returns something JSON cannot encode still yields a clean 429', async () => {
+    const app = express();
+    const amas = amasMiddleware({ logger: silentLogger, http: { limit: { limit: 1, window: '1m' }, rejectionBody: () => ({ n: 10n }) } });
+    closers.push(amas.close);
+    app.use(amas);
+    app.get('/x', (_req, res) => {
+      res.send('x');
+    });
+    const url = await listen(app);
+    expect((await fetch(`${url}/x`)).status).toBe(200);
+    const res = await fetch(`${url}/x`);
+    expect(res.status).toBe(429);
+    expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(((await res.json()) as any).error.code).toBe('AMAS_RATE_LIMITED');
+  });
+
   it('50 identical concurrent requests reach the handler once and all get its response', async () => {
     const app = express();
     const amas = amasMiddleware({ logger: silentLogger });

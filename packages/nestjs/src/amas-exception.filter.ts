@@ -1,12 +1,10 @@
 import { Catch, Inject, Injectable, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { throwError } from 'rxjs';
-import { AmasError, defaultRejectionBody, recordResponseError, writeRejection, type Amas, type Rejection } from '@amas/core';
+import { AmasError, REJECTION_CONTENT_TYPE, recordResponseError, rejectionJson, writeRejection, type Amas, type Rejection } from '@amas/core';
 import { AMAS } from './constants.js';
 import { AmasHttpException, AmasResponseSent } from './exceptions.js';
 import { rawResponse, type PlatformResponse } from './http-context.js';
-
-const JSON_TYPE = 'application/json; charset=utf-8';
 
 /**
  * Renders AMAS rejections (AmasHttpException from the guard) and AMAS errors thrown by handlers (e.g.
@@ -48,14 +46,8 @@ export class AmasExceptionFilter implements ExceptionFilter {
       return;
     }
     for (const name in rejection.headers) adapter.setHeader(res, name, rejection.headers[name]!);
-    let json: string;
-    try {
-      json = JSON.stringify(rejection.body);
-    } catch {
-      json = JSON.stringify(defaultRejectionBody(rejection.error)); // a custom rejectionBody that cannot be serialised
-    }
-    adapter.setHeader(res, 'content-type', JSON_TYPE);
+    adapter.setHeader(res, 'content-type', REJECTION_CONTENT_TYPE);
     // A string (not an object or Buffer): sent as is by both Express and Fastify, never re-serialised.
-    adapter.reply(res, json, rejection.status);
+    adapter.reply(res, rejectionJson(rejection), rejection.status);
   }
 }

@@ -1,6 +1,6 @@
 import { ServerResponse } from 'node:http';
 import type { RequestTicket, SharedResponse } from './pipeline.js';
-import type { Rejection } from './rejection.js';
+import { REJECTION_CONTENT_TYPE, rejectionJson, type Rejection } from './rejection.js';
 
 type WriteHead = ServerResponse['writeHead'];
 
@@ -216,10 +216,10 @@ export function writeRejection(res: ServerResponse, rejection: Rejection, ticket
   if (res.headersSent) {
     res.end();
   } else {
-    const body = Buffer.from(JSON.stringify(rejection.body));
+    const body = Buffer.from(rejectionJson(rejection));
     res.writeHead(rejection.status, {
       ...rejection.headers,
-      'content-type': 'application/json; charset=utf-8',
+      'content-type': REJECTION_CONTENT_TYPE,
       'content-length': String(body.length),
     });
     res.end(body);

@@ -36,3 +36,20 @@ export function renderRejection(
   }
   return { status: error.status, headers: { ...extra, ...error.headers }, body, error };
 }
+
+/** The content type of every rejection body. */
+export const REJECTION_CONTENT_TYPE = 'application/json; charset=utf-8';
+
+/**
+ * The rejection body as JSON text, as every adapter sends it. A custom `rejectionBody` that returns something
+ * JSON cannot encode (a cycle, a BigInt) falls back to the default body instead of failing the response.
+ */
+export function rejectionJson(rejection: Rejection): string {
+  try {
+    const json = JSON.stringify(rejection.body);
+    if (json !== undefined) return json;
+  } catch {
+    // fall through to the default body
+  }
+  return JSON.stringify(defaultRejectionBody(rejection.error));
+}
