@@ -58,7 +58,7 @@ export class Amas implements PipelineHost {
       rateLimitHeaders: http.rateLimitHeaders ?? 'draft',
       responseTime: http.responseTime ?? true,
       observeBreakers: http.observeBreakers ?? true,
-      isFailureStatus: (http.isFailureStatus as ((s: number) => boolean) | undefined) ?? ((status) => status >= 500),
+      isFailureStatus: guardedFailureStatus(http.isFailureStatus as ((s: number) => boolean) | undefined, this.logger),
       rejectionBody: (http.rejectionBody as ResolvedHttpOptions['rejectionBody'] | undefined) ?? defaultRejectionBody,
       maxSharedBodyBytes: http.maxSharedBodyBytes ?? 8 * 1024 * 1024,
     };
@@ -158,6 +158,27 @@ export class Amas implements PipelineHost {
     this.breakers.close();
     this.metrics.close();
   }
+}
+
+/**
+ * The user's `http.isFailureStatus`, made safe to call when a response closes: one that throws would crash
+ * the process from an event listener, so its error is logged once and the default (status >= 500) used.
+ */
+function guardedFailureStatus(custom: ((status: number) => boolean) | undefined, logger: Logger): (status: number) => boolean {
+  const fallback = (status: number) => status >= 500;
+  if (!custom) return fallback;
+  let warned = false;
+  return (status) => {
+    try {
+      return custom(status) === true;
+    } catch (error) {
+      if (!warned) {
+        warned = true;
+        logger.warn('http.isFailureStatus threw; using status >= 500 instead', error);
+      }
+      return fallback(status);
+    }
+  };
 }
 
 export function createAmas(options?: AmasOptions): Amas {

@@ -15,6 +15,20 @@ describe('createAmas', () => {
       [{ metrics: { prefix: '9bad' } }, 'metrics.prefix', '"9bad"'],
       [{ htp: {} }, '', 'htp'],
       [{ clock: { now: 1 } }, 'clock', ''],
+      [{ breakerDefaults: { recoveryTimeoutMs: -5 } }, 'breakerDefaults.recoveryTimeoutMs', '-5'],
+      [{ http: { isFailureStatus: 500 } }, 'http.isFailureStatus', '500'],
+      [{ http: { rejectionBody: 'json' } }, 'http.rejectionBody', '"json"'],
+      [{ http: { identity: 'user' } }, 'http.identity', '"user"'],
+      [{ http: { maxSharedBodyBytes: -1 } }, 'http.maxSharedBodyBytes', '-1'],
+      [{ http: { responseTime: 'yes' } }, 'http.responseTime', '"yes"'],
+      [{ http: { observeBreakers: 1 } }, 'http.observeBreakers', '1'],
+      [{ http: { dedup: { key: 'k' } } }, 'http.dedup', '"k"'],
+      [{ http: { limit: 'nope' } }, 'limit', 'nope'],
+      [{ http: { breaker: 42 } }, 'http.breaker', '42'],
+      [{ metrics: { maxRoutes: 0 } }, 'metrics.maxRoutes', '0'],
+      [{ metrics: { buckets: [] } }, 'metrics.buckets', 'an array of 0'],
+      [{ metrics: { registry: {} } }, 'metrics.registry', '{}'],
+      [{ logger: console.log }, 'logger', 'a function'],
     ];
     for (const [options, path, value] of bad) {
       let error: unknown;
@@ -83,6 +97,24 @@ describe('createAmas', () => {
     await clock.advance(1000);
     await expect(result).resolves.toBe('ok');
     expect(attempts).toBe(3);
+    await amas.close();
+  });
+
+  it('a custom http.isFailureStatus that throws falls back to status >= 500 and is logged once', async () => {
+    const warnings: unknown[] = [];
+    const amas = createAmas({
+      logger: { warn: (...args: unknown[]) => warnings.push(args), error() {} },
+      breakers: { up: { failureThreshold: 2 } },
+      http: { breaker: 'up', isFailureStatus: () => { throw new Error('bad predicate'); } },
+    });
+    const route = amas.http.compile({}, '/x');
+    for (const status of [404, 500, 502]) {
+      const a = amas.http.admit({ method: 'GET', url: '/x', headers: {}, ip: '10.0.0.1' }, route);
+      if (a instanceof Promise || a.action !== 'pass') throw new Error('expected pass');
+      a.ticket.finish({ status });
+    }
+    expect(amas.breaker('up').getState()).toBe('open');
+    expect(warnings).toHaveLength(1);
     await amas.close();
   });
 });

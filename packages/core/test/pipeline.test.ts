@@ -136,6 +136,11 @@ describe('HTTP pipeline', () => {
     expect(() => amas.http.compile({ limit: 'nope' }, '/x')).toThrow(/nope/);
     expect(() => amas.http.compile({ dedup: 'yes' } as never, '/x')).toThrow(/dedup/);
     expect(() => amas.http.compile({ unknown: 1 } as never, '/x')).toThrow(/unknown/);
+    expect(() => amas.http.compile({ identity: 'user' } as never, '/x')).toThrow(/identity.*"user"/s);
+    expect(() => amas.http.compile({ skip: 'yes' } as never, '/x')).toThrow(/skip.*"yes"/s);
+    expect(() => amas.http.compile({ breaker: { failureThreshold: 2 } } as never, '/x')).toThrow(/breaker/);
+    expect(() => amas.http.compile({ limit: [{ limit: 1, window: '1m' }, 7] } as never, '/x')).toThrow(/limit\.1/);
+    expect(() => amas.http.compile({ dedup: { key: 'k' } } as never, '/x')).toThrow(/dedup\.key/);
     expect(amas.http.compile({ skip: true }).skip).toBe(true);
     expect(expectSync(amas.http.admit(req(), amas.http.compile({ skip: true }))).action).toBe('skip');
     await amas.close();
