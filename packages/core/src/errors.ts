@@ -13,7 +13,8 @@ export type AmasErrorCode =
   | 'AMAS_TIMEOUT'
   | 'AMAS_BUDGET_EXCEEDED'
   | 'AMAS_INVALID_OPTION'
-  | 'AMAS_ABORTED';
+  | 'AMAS_ABORTED'
+  | 'AMAS_STORE_UNAVAILABLE';
 
 export interface AmasErrorInit {
   status?: number;
@@ -154,5 +155,17 @@ export class AbortedError extends AmasError {
   static override readonly code = 'AMAS_ABORTED' as const;
   constructor(message = 'The operation was aborted', init: AmasErrorInit = {}) {
     super('AMAS_ABORTED', message, init, 499);
+  }
+}
+
+/**
+ * A shared store (Redis) did not answer in time, is disconnected, or its own breaker is open. Features on
+ * top of a store catch it and degrade (local limiter, L1-only cache); it reaches a client only when a user
+ * chose fail-closed.
+ */
+export class StoreUnavailableError extends AmasError {
+  static override readonly code = 'AMAS_STORE_UNAVAILABLE' as const;
+  constructor(message: string, init: AmasErrorInit = {}) {
+    super('AMAS_STORE_UNAVAILABLE', message, init, 503);
   }
 }

@@ -1,0 +1,112 @@
+/**
+ * The Store contract: where state lives that more than one replica must agree on (limiter windows, breaker
+ * state, dedup leases). `MemoryStore` is the zero-set-up default for one process; `RedisStore` shares state
+ * between replicas.
+ *
+ * Every multi-step update is a `StoreScript`: one Lua script for Redis (run with EVALSHA, so it is atomic
+ * and costs one round trip) and the same update written in JS for MemoryStore (atomic because it runs
+ * synchronously). Writing both side by side keeps the two stores' behaviour identical, and the conformance
+ * suite (packages/core/test/stores/) checks it.
+ */
+import type { MemoryKeyspace } from './memory-keyspace.js';
+
+export type ScriptArg = string | number;
+
+/**
+ * One atomic update. Conventions for `lua`:
+ * - every key it touches is passed in KEYS and built with `store.key()`, so all of them share one hash tag
+ *   (a script never spans Redis Cluster slots);
+ * - the LAST ARGV is the time in ms as the store's clock sees it, or '' to read Redis server time inside the
+ *   script (`STORE_LUA_NOW` does this), so replicas with skewed clocks still agree;
+ * - it returns what `decode` turns into the result (Lua numbers are integers; return floats as strings).
+ */
+export interface StoreScript<R> {
+  /** For metrics and errors. */
+  readonly name: string;
+  readonly lua: string;
+  /**
+   * The same update against MemoryStore's keyspace. Must return exactly what the Lua script returns for the
+   * same inputs (integers as numbers, strings as strings, nested arrays), so `decode` serves both.
+   */
+  memory(space: MemoryKeyspace, keys: string[], args: string[], now: number): unknown;
+  decode(raw: unknown): R;
+}
+
+/** Lua prelude: `now_ms(ARGV[#ARGV])` is the caller's time when given, else Redis server time in ms. */
+export const STORE_LUA_NOW = `
+local function now_ms(given)
+  if given ~= nil and given ~= '' then return tonumber(given) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`;
+
+export interface SetOptions {
+  /** Time to live in ms; the key disappears after it. Default: no expiry. */
+  ttlMs?: number;
+  /** Only set when the key does not exist (SET NX); the result says whether it was set. */
+  ifAbsent?: boolean;
+}
+
+export type StoreMessageListener = (message: string, channel: string) => void;
+
+export interface StoreSubscription {
+  unsubscribe(): Promise<void>;
+}
+
+export type StoreStatus = 'ready' | 'connecting' | 'down';
+
+export interface StoreHealth {
+  kind: 'memory' | 'redis';
+  status: StoreStatus;
+  /** The breaker around the store: open means calls fail fast without reaching it. */
+  breaker: 'closed' | 'open' | 'half-open';
+  commands: number;
+  errors: number;
+  timeouts: number;
+  reconnects: number;
+  /** Mean command latency over the commands so far (ms). */
+  meanLatencyMs: number;
+  lastError?: string;
+}
+
+export interface StoreEvents {
+  /** The store stopped answering (errors, timeouts or a lost connection). Emitted once per outage. */
+  down: { error: unknown };
+  /** The store answers again after an outage. */
+  up: { downForMs: number };
+}
+
+export interface Store {
+  readonly kind: 'memory' | 'redis';
+  /** Prepended to every key (`amas:` by default). */
+  readonly prefix: string;
+  /**
+   * Builds a key: `<prefix>{<tag>}<rest...>`. Keys one script touches must share `tag`, which Redis Cluster
+   * hashes alone, so they land in one slot.
+   */
+  key(tag: string, ...rest: string[]): string;
+  /** Runs a script atomically; rejects StoreUnavailableError when the store cannot answer in time. */
+  run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[]): Promise<R>;
+  get(key: string): Promise<string | undefined>;
+  /** Returns false only when `ifAbsent` was set and the key existed. */
+  set(key: string, value: string, options?: SetOptions): Promise<boolean>;
+  delete(key: string): Promise<boolean>;
+  /** Adds `by` (default 1) and returns the new value; `ttlMs` applies when the increment creates the key. */
+  increment(key: string, by?: number, ttlMs?: number): Promise<number>;
+  publish(channel: string, message: string): Promise<void>;
+  /** Channels are prefixed like keys. Resolves once the subscription is active. */
+  subscribe(channel: string, listener: StoreMessageListener): Promise<StoreSubscription>;
+  /** True while the store answers (for fallbacks that must decide without waiting). */
+  readonly available: boolean;
+  health(): StoreHealth;
+  on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** True for any object that looks like a Store (an instance from another copy of this package included). */
+export function isStore(value: unknown): value is Store {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return (v.kind === 'memory' || v.kind === 'redis') && typeof v.run === 'function' && typeof v.key === 'function';
+}
