@@ -16,8 +16,9 @@ export type ScriptArg = string | number;
  * One atomic update. Conventions for `lua`:
  * - every key it touches is passed in KEYS and built with `store.key()`, so all of them share one hash tag
  *   (a script never spans Redis Cluster slots);
- * - the LAST ARGV is the time in ms as the store's clock sees it, or '' to read Redis server time inside the
- *   script (`STORE_LUA_NOW` does this), so replicas with skewed clocks still agree;
+ * - the store appends one more ARGV after the caller's: the time in ms when the store was given a clock
+ *   (tests), else '' and the script reads Redis server time (`now_ms(ARGV[#ARGV])` from `STORE_LUA_NOW`),
+ *   so replicas with skewed clocks still agree; the memory half gets that time as `now`;
  * - it returns what `decode` turns into the result (Lua numbers are integers; return floats as strings).
  */
 export interface StoreScript<R> {
@@ -29,6 +30,7 @@ export interface StoreScript<R> {
    * same inputs (integers as numbers, strings as strings, nested arrays), so `decode` serves both.
    */
   memory(space: MemoryKeyspace, keys: string[], args: string[], now: number): unknown;
+
   decode(raw: unknown): R;
 }
 
