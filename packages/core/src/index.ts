@@ -27,6 +27,15 @@ export * from './policies/in-memory-limiter.js';
 export * from './policies/token-bucket.js';
 export * from './policies/sliding-window.js';
 export * from './policies/limiters.js';
+export * from './policies/limit-check.js';
+
+// Stores: where state shared between replicas lives
+export * from './stores/store.js';
+export { MemoryKeyspace } from './stores/memory-keyspace.js';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
+export { RedisStore, type RedisStoreOptions } from './stores/redis-store.js';
+export { STORE_LATENCY_BUCKETS_MS } from './stores/store-latency.js';
+export { DEFAULT_STORE_PREFIX } from './stores/store-key.js';
 
 // HTTP pipeline (used by adapters)
 export * from './http/neutral-request.js';

@@ -4,9 +4,11 @@ import {
   limiterSpecSchema,
   parseOptions,
   stableKey,
+  checkLimits,
   type Amas,
-  type Limiter,
+  type CheckableLimiter,
   type LimiterSpec,
+  type LimitsOutcome,
 } from '@amas/core';
 import { AMAS_BREAKER_METADATA, AMAS_DEDUP_METADATA, AMAS_LIMIT_METADATA } from './constants.js';
 import type { BreakerMetadata, DeduplicateOptions, LimitMetadata } from './decorators.js';
@@ -77,16 +79,15 @@ export function wrapProviderMethod(amas: Amas, instance: object, name: string, l
     const inner = call;
     call = (self, args) => {
       const key = keyFn ? toKey(keyFn(...args)) : GLOBAL_KEY;
-      for (const limiter of limiters) {
-        const decision = limiter.check(key, 1);
-        if (!decision.allowed) {
-          const error = new RateLimitedError(`Rate limit "${limiter.name}" exceeded; retry in ${Math.ceil(decision.retryAfterMs / 1000)}s`, {
-            retryAfterMs: decision.retryAfterMs,
-            details: { limit: limiter.name },
-          });
-          if (rejects) return Promise.reject(error);
-          throw error;
-        }
+      const checked = checkLimits(limiters, key, 1);
+      if (checked instanceof Promise) {
+        // Store-backed limits decide over the network: the method becomes asynchronous with them.
+        return checked.then((outcome) => (outcome.denied ? Promise.reject(limitError(outcome)) : inner(self, args)));
+      }
+      if (checked.denied) {
+        const error = limitError(checked);
+        if (rejects) return Promise.reject(error);
+        throw error;
       }
       return inner(self, args);
     };
@@ -102,7 +103,16 @@ export function wrapProviderMethod(amas: Amas, instance: object, name: string, l
   Object.defineProperty(instance, name, { value: wrapped, writable: true, configurable: true, enumerable: false });
 }
 
-function resolveLimiters(amas: Amas, spec: unknown, where: string, label: string): Limiter[] {
+function limitError(outcome: LimitsOutcome): RateLimitedError {
+  const decision = outcome.decisions[outcome.decisions.length - 1]!;
+  const name = outcome.denied!.name;
+  return new RateLimitedError(`Rate limit "${name}" exceeded; retry in ${Math.ceil(decision.retryAfterMs / 1000)}s`, {
+    retryAfterMs: decision.retryAfterMs,
+    details: { limit: name },
+  });
+}
+
+function resolveLimiters(amas: Amas, spec: unknown, where: string, label: string): CheckableLimiter[] {
   const refs = Array.isArray(spec) ? spec : [spec];
   if (refs.length === 0) throw new InvalidOptionError([{ path: 'limit', received: 'an array of 0', expected: 'at least one limit' }], where);
   return refs.map((ref, i) => {

@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { BreakerOpenError, RateLimitedError, isAmasError, type AmasError } from '../errors.js';
+import { BreakerOpenError, RateLimitedError, StoreUnavailableError, isAmasError, type AmasError } from '../errors.js';
 import type { BreakerPermit, CircuitBreaker } from '../policies/circuit-breaker.js';
-import type { LimitDecision, Limiter } from '../policies/limit-decision.js';
+import type { LimitDecision } from '../policies/limit-decision.js';
+import { checkLimits, refundQuietly, type CheckableLimiter, type LimitsOutcome } from '../policies/limit-check.js';
 import { parseOptions } from '../options/validate.js';
 import { routeOptionsSchema, type RouteOptions } from '../options/schema.js';
 import { stableKey } from '../util/stable-key.js';
@@ -16,7 +17,7 @@ export interface PipelineHost {
   readonly metrics: AmasMetrics;
   breaker(name: string, overrides?: Record<string, unknown>): CircuitBreaker;
   /** A named limiter from `limits`, or one built from an inline spec (cached per spec). */
-  resolveLimiter(ref: unknown, where: string): Limiter;
+  resolveLimiter(ref: unknown, where: string): CheckableLimiter;
   readonly httpOptions: ResolvedHttpOptions;
 }
 
@@ -38,7 +39,7 @@ export interface ResolvedHttpOptions {
 export interface CompiledRoute {
   readonly pattern: string | undefined;
   readonly skip: boolean;
-  readonly limiters: readonly Limiter[];
+  readonly limiters: readonly CheckableLimiter[];
   /** An enforcing breaker: rejects with 503 while open. */
   readonly breaker: CircuitBreaker | undefined;
   readonly observe: boolean;
@@ -154,47 +155,81 @@ export class HttpPipeline {
   admit(req: NeutralRequest, route: CompiledRoute): Admission | Promise<Admission> {
     if (route.skip) return { action: 'skip' };
     const started = performance.now();
-    const http = this.host.httpOptions;
-    const metrics = this.host.metrics;
     const pattern = route.pattern ?? req.route;
-    let identity: string | undefined;
-    const who = () => (identity ??= resolveIdentity(req, { identity: route.identity, trustProxy: http.trustProxy }));
 
     // 1. Limits: every limiter must allow. Headers describe every window of every limit.
-    let limitHeaders: Record<string, string> | undefined;
     if (route.limiters.length > 0) {
-      const decisions: LimitDecision[] = [];
-      for (let i = 0; i < route.limiters.length; i++) {
-        const limiter = route.limiters[i]!;
-        const decision = limiter.check(who(), 1);
-        metrics.recordRateLimit(limiter.name, decision.allowed);
-        decisions.push(decision);
-        if (!decision.allowed) {
-          // A denied request uses nothing: give back what the limits before this one charged for it.
-          for (let j = 0; j < i; j++) route.limiters[j]!.refund(who(), 1);
-          const error = new RateLimitedError(`Rate limit "${limiter.name}" exceeded; retry in ${Math.ceil(decision.retryAfterMs / 1000)}s`, {
-            retryAfterMs: decision.retryAfterMs,
-            details: { limit: limiter.name },
-          });
-          const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'rate_limited');
-          return { action: 'reject', ticket, rejection: this.reject(error, rateLimitHeaders(merge(decisions, false), http.rateLimitHeaders), ticket) };
-        }
+      const identity = resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy });
+      const checked = checkLimits(route.limiters, identity, 1, this.observeDecision);
+      if (isPromise(checked)) {
+        return checked.then(
+          (outcome) => this.afterLimits(req, route, started, pattern, identity, outcome),
+          (error: unknown) => this.limitFailure(req, route, started, error),
+        );
       }
-      limitHeaders = rateLimitHeaders(merge(decisions, true), http.rateLimitHeaders);
+      return this.afterLimits(req, route, started, pattern, identity, checked);
     }
+    return this.dedupThenPass(req, route, started, pattern, undefined, undefined);
+  }
 
-    // 2. Dedup: an identical request in flight answers this one too.
+  /**
+   * A limiter that failed instead of deciding (store-backed limiters normally fall back, so this is a bug or
+   * a user's fail-closed choice surfacing as an error): the request gets a clear 503, never a hung promise.
+   */
+  private limitFailure(req: NeutralRequest, route: CompiledRoute, started: number, error: unknown): Admission {
+    const amasError = isAmasError(error)
+      ? (error as AmasError)
+      : new StoreUnavailableError('Rate limit could not be checked', { cause: error, retryAfterMs: 1000 });
+    const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'rate_limited');
+    return { action: 'reject', ticket, rejection: this.reject(amasError, {}, ticket) };
+  }
+
+  private readonly observeDecision = (limiter: CheckableLimiter, decision: LimitDecision): void => {
+    this.host.metrics.recordRateLimit(limiter.name, decision.allowed);
+  };
+
+  private afterLimits(
+    req: NeutralRequest,
+    route: CompiledRoute,
+    started: number,
+    pattern: string | undefined,
+    identity: string,
+    outcome: LimitsOutcome,
+  ): Admission | Promise<Admission> {
+    const http = this.host.httpOptions;
+    const { decisions, denied } = outcome;
+    if (denied) {
+      const decision = decisions[decisions.length - 1]!;
+      const error = new RateLimitedError(`Rate limit "${denied.name}" exceeded; retry in ${Math.ceil(decision.retryAfterMs / 1000)}s`, {
+        retryAfterMs: decision.retryAfterMs,
+        details: { limit: denied.name },
+      });
+      const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'rate_limited');
+      return { action: 'reject', ticket, rejection: this.reject(error, rateLimitHeaders(merge(decisions, false), http.rateLimitHeaders), ticket) };
+    }
+    return this.dedupThenPass(req, route, started, pattern, rateLimitHeaders(merge(decisions, true), http.rateLimitHeaders), identity);
+  }
+
+  /** 2. Dedup: an identical request in flight answers this one too. */
+  private dedupThenPass(
+    req: NeutralRequest,
+    route: CompiledRoute,
+    started: number,
+    pattern: string | undefined,
+    limitHeaders: Record<string, string> | undefined,
+    chargedIdentity: string | undefined,
+  ): Admission | Promise<Admission> {
     let leaderKey: string | undefined;
     if (route.dedup) {
-      const key = this.dedupKey(req, route, who());
+      const identity = chargedIdentity ?? resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy });
+      const key = this.dedupKey(req, route, identity);
       const leader = this.flights.get(key);
       const wait = leader?.waitForShare();
-      if (wait !== undefined) return this.follow(wait, req, route, started, limitHeaders, pattern);
+      if (wait !== undefined) return this.follow(wait, req, route, started, limitHeaders, pattern, chargedIdentity);
       // No leader, or one whose response can no longer be shared (it already started writing): lead.
       leaderKey = key;
     }
-
-    return this.pass(req, route, started, limitHeaders, route.limiters.length > 0 ? who() : undefined, leaderKey);
+    return this.pass(req, route, started, limitHeaders, chargedIdentity, leaderKey);
   }
 
   /** 3. Breaker: an open enforcing breaker rejects fast; otherwise the request holds a permit and passes. */
@@ -210,7 +245,7 @@ export class HttpPipeline {
     if (route.breaker) {
       const acquired = route.breaker.tryAcquire();
       if (isAmasError(acquired)) {
-        if (chargedIdentity !== undefined) for (const limiter of route.limiters) limiter.refund(chargedIdentity, 1);
+        if (chargedIdentity !== undefined) for (const limiter of route.limiters) refundQuietly(limiter, chargedIdentity, 1);
         const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'breaker_open');
         return { action: 'reject', ticket, rejection: this.reject(acquired as BreakerOpenError, limitHeaders ?? {}, ticket) };
       }
@@ -264,13 +299,13 @@ export class HttpPipeline {
     started: number,
     limitHeaders: Record<string, string> | undefined,
     pattern: string | undefined,
+    chargedIdentity: string | undefined,
   ): Promise<Admission> {
     const shared = await flight;
     if (!shared) {
       // The leader produced nothing shareable (aborted, too big, already streaming): run this one itself,
       // without charging its limits a second time.
-      const identity = route.limiters.length > 0 ? resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy }) : undefined;
-      return this.pass(req, route, started, limitHeaders, identity, undefined);
+      return this.pass(req, route, started, limitHeaders, chargedIdentity, undefined);
     }
     this.host.metrics.recordDedupShared(pattern);
     const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'shared');
@@ -322,7 +357,7 @@ export class RequestTicket {
   ) {}
 
   /** @internal The limiters this admission charged, and for whom (so a route-level override can refund them). */
-  charged: { limiters: readonly Limiter[]; identity: string } | undefined;
+  charged: { limiters: readonly CheckableLimiter[]; identity: string } | undefined;
 
   /**
    * Takes back this (outer) admission's decision for the parts a nested route sets itself: refunds its limit
@@ -332,7 +367,7 @@ export class RequestTicket {
   withdraw(overrides: CompiledRoute['overrides']): string[] {
     const removed: string[] = [];
     if (overrides.limit && this.charged) {
-      for (const limiter of this.charged.limiters) limiter.refund(this.charged.identity, 1);
+      for (const limiter of this.charged.limiters) refundQuietly(limiter, this.charged.identity, 1);
       this.charged = undefined;
       if (this.headers) removed.push(...Object.keys(this.headers));
       this.headers = undefined;
@@ -474,6 +509,10 @@ function merge(decisions: LimitDecision[], allowed: boolean): LimitDecision {
   const last = decisions[decisions.length - 1]!;
   if (!allowed) return last;
   return { allowed, cost: last.cost, retryAfterMs: 0, windows: decisions.flatMap((d) => d.windows) };
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
 function safeKey(body: unknown): string {

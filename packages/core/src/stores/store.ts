@@ -50,6 +50,13 @@ export interface SetOptions {
   ifAbsent?: boolean;
 }
 
+export interface StoreRunOptions {
+  /** Run on the connection for slow work (large values), so it never delays limiter decisions. */
+  slow?: boolean;
+  /** This call's deadline instead of the store's `commandTimeoutMs`. */
+  timeoutMs?: number;
+}
+
 export type StoreMessageListener = (message: string, channel: string) => void;
 
 export interface StoreSubscription {
@@ -89,7 +96,7 @@ export interface Store {
    */
   key(tag: string, ...rest: string[]): string;
   /** Runs a script atomically; rejects StoreUnavailableError when the store cannot answer in time. */
-  run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[]): Promise<R>;
+  run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[], options?: StoreRunOptions): Promise<R>;
   get(key: string): Promise<string | undefined>;
   /** Returns false only when `ifAbsent` was set and the key existed. */
   set(key: string, value: string, options?: SetOptions): Promise<boolean>;

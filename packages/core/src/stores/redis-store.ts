@@ -1,0 +1,447 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { StoreUnavailableError } from '../errors.js';
+import { Emitter } from '../events.js';
+import { consoleLogger, type Logger } from '../logger.js';
+import { parseOptions } from '../options/validate.js';
+import { CircuitBreaker } from '../policies/circuit-breaker.js';
+import { redisStoreOptionsSchema, type RedisStoreOptions } from './redis-store-options.js';
+import type {
+  ScriptArg,
+  SetOptions,
+  Store,
+  StoreEvents,
+  StoreHealth,
+  StoreMessageListener,
+  StoreRunOptions,
+  StoreScript,
+  StoreStatus,
+  StoreSubscription,
+} from './store.js';
+import { storeKey, validatePrefix } from './store-key.js';
+import { CommandDeadlines } from './command-deadlines.js';
+import { STORE_LATENCY_BUCKETS_MS } from './store-latency.js';
+
+export type { RedisStoreOptions } from './redis-store-options.js';
+
+type RedisClient = Redis | Cluster;
+
+/** Replies that mean "this Redis cannot serve now" (count against availability), not "your command is wrong". */
+const UNAVAILABLE_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|NOTREADY)\b/;
+
+
+/**
+ * The shared store on Redis (ioredis): a single node, Sentinel or Cluster, from a URL, connection options or
+ * a client the user already has.
+ *
+ * Connections by workload: `commands` (scripts and small reads; auto-pipelined when enabled), `slow` (large
+ * values, blocking commands; created on first use so a slow reply never holds up limiter decisions) and
+ * `subscriber` (Pub/Sub needs a connection of its own). Every command has a deadline; timeouts, lost
+ * connections and "cannot serve" replies count against a circuit breaker around Redis, so an outage turns
+ * into fast `StoreUnavailableError`s that features catch to degrade, instead of requests piling up. The
+ * offline queue is off: a command sent while disconnected fails at once rather than running late, after the
+ * features have already decided without it.
+ */
+export class RedisStore implements Store {
+  readonly kind = 'redis' as const;
+  readonly prefix: string;
+  /** Distinguishes this process's messages from other replicas' (e.g. not to apply one's own broadcast). */
+  readonly instanceId = randomUUID();
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private slowClient: RedisClient | undefined;
+  private subscriber: RedisClient | undefined;
+  private subscriberReady: Promise<RedisClient> | undefined;
+  private readonly channels = new Map<string, Set<StoreMessageListener>>();
+  private readonly breaker: CircuitBreaker;
+  private readonly deadlines: CommandDeadlines;
+  private readonly clock: Clock | undefined;
+  private readonly logger: Logger;
+  private readonly events = new Emitter<StoreEvents & Record<string, unknown>>();
+  private readonly shas = new WeakMap<StoreScript<unknown>, string>();
+  private readonly commandTimeoutMs: number;
+  private status: StoreStatus = 'connecting';
+  private downSince: number | undefined;
+  private closed = false;
+  private commands = 0;
+  private errors = 0;
+  private timeouts = 0;
+  private reconnects = 0;
+  private latencySumMs = 0;
+  /** Non-cumulative counts per STORE_LATENCY_BUCKETS_MS bucket; the last slot is +Inf. */
+  readonly latencyCounts = new Float64Array(STORE_LATENCY_BUCKETS_MS.length + 1);
+  private lastError: string | undefined;
+  private readyWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void; timer: TimerHandle }> = [];
+
+  constructor(options: RedisStoreOptions = {}) {
+    const o = parseOptions(redisStoreOptionsSchema, options ?? {}, 'RedisStore options');
+    this.prefix = validatePrefix(o.prefix, 'RedisStore options');
+    this.clock = o.clock;
+    this.logger = o.logger ?? consoleLogger;
+    this.commandTimeoutMs = o.commandTimeoutMs ?? 500;
+    this.deadlines = new CommandDeadlines(this.commandTimeoutMs);
+    const recovery = o.breaker?.recoveryTimeoutMs ?? 500;
+    this.breaker = new CircuitBreaker({
+      name: 'redis-store',
+      failureThreshold: o.breaker?.failureThreshold ?? 3,
+      recoveryTimeoutMs: recovery,
+      recoveryBackoff: { multiplier: 2, maxMs: Math.max(recovery, o.breaker?.maxRecoveryTimeoutMs ?? 2000) },
+    });
+    this.breaker.on('stateChange', ({ to }) => {
+      if (to === 'open') this.markDown(new StoreUnavailableError(`Redis store: ${this.lastError ?? 'failing'}`));
+      else if (to === 'closed' && this.status === 'ready') this.markUp();
+    });
+
+    if (o.client) {
+      this.client = o.client as RedisClient;
+      this.ownsClient = false;
+    } else {
+      this.client = createClient(o);
+      this.ownsClient = true;
+    }
+    this.watch(this.client, true);
+    if (this.client.status === 'ready') this.status = 'ready';
+  }
+
+  key(tag: string, ...rest: string[]): string {
+    return storeKey(this.prefix, tag, rest);
+  }
+
+  get available(): boolean {
+    return this.status === 'ready' && this.breaker.getState() !== 'open';
+  }
+
+  /** Resolves once the command connection is ready; rejects StoreUnavailableError after `timeoutMs`. */
+  ready(timeoutMs = 5000): Promise<void> {
+    if (this.status === 'ready') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve,
+        reject,
+        timer: systemClock.setTimeout(() => {
+          this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+          reject(new StoreUnavailableError(`Redis store: not ready after ${timeoutMs}ms (${this.lastError ?? this.client.status})`));
+        }, timeoutMs),
+      };
+      this.readyWaiters.push(waiter);
+    });
+  }
+
+  async run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[], options?: StoreRunOptions): Promise<R> {
+    const client = options?.slow ? this.slow() : this.client;
+    const argv = [...keys, ...args, this.clock ? this.clock.now() : ''];
+    const sha = this.sha(script);
+    const raw = await this.command(script.name, options?.timeoutMs, () =>
+      client.evalsha(sha, keys.length, ...argv).catch((error: unknown) => {
+        // The server lost its script cache (restart, failover, SCRIPT FLUSH): EVAL sends and caches it again.
+        if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return client.eval(script.lua, keys.length, ...argv);
+        throw error;
+      }),
+    );
+    return script.decode(raw);
+  }
+
+  get(key: string): Promise<string | undefined> {
+    return this.command('get', undefined, () => this.client.get(key)).then((v) => v ?? undefined);
+  }
+
+  /** Like `get` but on the slow connection, for large values. */
+  getSlow(key: string): Promise<Buffer | undefined> {
+    return this.command('getBuffer', undefined, () => this.slow().getBuffer(key)).then((v) => v ?? undefined);
+  }
+
+  async set(key: string, value: string, options: SetOptions = {}): Promise<boolean> {
+    const { ttlMs, ifAbsent } = options;
+    const reply = await this.command('set', undefined, () => {
+      if (ttlMs !== undefined && ifAbsent) return this.client.set(key, value, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
+      if (ttlMs !== undefined) return this.client.set(key, value, 'PX', Math.max(1, Math.ceil(ttlMs)));
+      if (ifAbsent) return this.client.set(key, value, 'NX');
+      return this.client.set(key, value);
+    });
+    return reply === 'OK';
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return (await this.command('del', undefined, () => this.client.del(key))) > 0;
+  }
+
+  async increment(key: string, by = 1, ttlMs?: number): Promise<number> {
+    if (ttlMs === undefined) return this.command('incrbyfloat', undefined, () => this.client.incrbyfloat(key, by)).then(Number);
+    return this.run(INCREMENT_WITH_TTL, [key], [by, Math.max(1, Math.ceil(ttlMs))]);
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    await this.command('publish', undefined, () => this.client.publish(this.prefix + channel, message));
+  }
+
+  async subscribe(channel: string, listener: StoreMessageListener): Promise<StoreSubscription> {
+    const full = this.prefix + channel;
+    let set = this.channels.get(full);
+    const first = !set;
+    if (!set) this.channels.set(full, (set = new Set()));
+    set.add(listener);
+    if (first) {
+      const sub = await this.subscriberConnection();
+      await this.command('subscribe', undefined, () => sub.subscribe(full));
+    }
+    return {
+      unsubscribe: async () => {
+        const current = this.channels.get(full);
+        if (!current?.delete(listener) || current.size > 0) return;
+        this.channels.delete(full);
+        if (this.subscriber && this.subscriber.status === 'ready') await this.subscriber.unsubscribe(full).catch(() => undefined);
+      },
+    };
+  }
+
+  health(): StoreHealth {
+    const state = this.breaker.getState();
+    return {
+      kind: 'redis',
+      status: this.status,
+      breaker: state === 'open' || state === 'isolated' ? 'open' : state === 'half-open' ? 'half-open' : 'closed',
+      commands: this.commands,
+      errors: this.errors,
+      timeouts: this.timeouts,
+      reconnects: this.reconnects,
+      meanLatencyMs: this.commands === 0 ? 0 : this.latencySumMs / this.commands,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Sum of command latencies in ms (for the Prometheus histogram). */
+  get latencySum(): number {
+    return this.latencySumMs;
+  }
+
+  on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void {
+    return this.events.on(event, listener as never);
+  }
+
+  /** The ioredis client running commands (for code that needs a command the contract lacks). */
+  get connection(): RedisClient {
+    return this.client;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.deadlines.close(new StoreUnavailableError('Redis store closed'));
+    for (const w of this.readyWaiters) {
+      systemClock.clearTimeout(w.timer);
+      w.reject(new StoreUnavailableError('Redis store closed'));
+    }
+    this.readyWaiters = [];
+    this.channels.clear();
+    const owned = [this.slowClient, this.subscriber, this.ownsClient ? this.client : undefined];
+    await Promise.all(owned.map((c) => (c ? quit(c) : undefined)));
+    if (!this.ownsClient) this.unwatch?.();
+    this.breaker.dispose();
+    this.events.removeAll();
+  }
+
+  /** Runs one command with the deadline, breaker, latency and error accounting every command gets. */
+  private command<T>(name: string, timeoutMs: number | undefined, send: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreUnavailableError('Redis store closed'));
+    if (this.status !== 'ready') {
+      return Promise.reject(new StoreUnavailableError(`Redis store is ${this.status} (${this.lastError ?? 'connecting'}); ${name} not sent`));
+    }
+    const permit = this.breaker.tryAcquire();
+    if (permit instanceof Error) return Promise.reject(new StoreUnavailableError(`Redis store breaker is open; ${name} not sent`, { retryAfterMs: permit.retryAfterMs }));
+    const started = performance.now();
+    this.commands++;
+    return this.deadlines.track(send(), timeoutMs).then(
+      (value) => {
+        this.observe(performance.now() - started);
+        permit.success();
+        return value;
+      },
+      (error: unknown) => {
+        this.observe(performance.now() - started);
+        this.errors++;
+        const message = error instanceof Error ? error.message : String(error);
+        this.lastError = message;
+        if (error === CommandDeadlines.TIMEOUT) {
+          this.timeouts++;
+          permit.failure();
+          throw new StoreUnavailableError(`Redis store: ${name} timed out after ${timeoutMs ?? this.commandTimeoutMs}ms`);
+        }
+        const isReply = error instanceof Error && error.name === 'ReplyError';
+        if (isReply && !UNAVAILABLE_REPLY.test(message)) {
+          permit.success(); // Redis answered: the command is wrong, Redis is fine.
+          throw error;
+        }
+        permit.failure();
+        throw new StoreUnavailableError(`Redis store: ${name} failed: ${message}`, { cause: error });
+      },
+    );
+  }
+
+  private observe(ms: number): void {
+    this.latencySumMs += ms;
+    let i = 0;
+    while (i < STORE_LATENCY_BUCKETS_MS.length && ms > STORE_LATENCY_BUCKETS_MS[i]!) i++;
+    this.latencyCounts[i]!++;
+  }
+
+  private sha(script: StoreScript<unknown>): string {
+    let sha = this.shas.get(script);
+    if (sha === undefined) {
+      sha = createHash('sha1').update(script.lua).digest('hex');
+      this.shas.set(script, sha);
+    }
+    return sha;
+  }
+
+  private slow(): RedisClient {
+    if (!this.slowClient) {
+      this.slowClient = this.client.duplicate();
+      this.watch(this.slowClient, false);
+    }
+    return this.slowClient;
+  }
+
+  private subscriberConnection(): Promise<RedisClient> {
+    if (!this.subscriberReady) {
+      const sub = this.client.duplicate();
+      this.subscriber = sub;
+      this.watch(sub, false);
+      sub.on('message', (channel: string, message: string) => {
+        const listeners = this.channels.get(channel);
+        if (!listeners) return;
+        const short = channel.slice(this.prefix.length);
+        for (const listener of listeners) {
+          try {
+            listener(message, short);
+          } catch {
+            // A listener's failure stays with the listener.
+          }
+        }
+      });
+      this.subscriberReady = new Promise((resolve, reject) => {
+        if (sub.status === 'ready') return resolve(sub);
+        const timer = systemClock.setTimeout(() => reject(new StoreUnavailableError('Redis store: subscriber connection not ready')), Math.max(2000, this.commandTimeoutMs));
+        sub.once('ready', () => {
+          systemClock.clearTimeout(timer);
+          resolve(sub);
+        });
+      });
+      // A failed first connect must not poison every later subscribe.
+      this.subscriberReady.catch(() => {
+        if (this.subscriber === sub) this.subscriberReady = undefined;
+      });
+    }
+    return this.subscriberReady;
+  }
+
+  private unwatch: (() => void) | undefined;
+
+  /** Tracks connection state of the main connection (`primary`) and errors on every connection. */
+  private watch(client: RedisClient, primary: boolean): void {
+    const onError = (error: Error) => {
+      this.lastError = error.message;
+    };
+    client.on('error', onError);
+    if (!primary) return;
+    const onReady = () => {
+      this.status = 'ready';
+      for (const w of this.readyWaiters) {
+        systemClock.clearTimeout(w.timer);
+        w.resolve();
+      }
+      this.readyWaiters = [];
+      // Redis answers again: trust it at once rather than waiting out the breaker's recovery time.
+      if (this.breaker.getState() !== 'closed') this.breaker.reset();
+      this.markUp();
+    };
+    const onClose = () => {
+      if (this.closed) return;
+      this.status = 'down';
+      this.markDown(new StoreUnavailableError(`Redis store: connection lost (${this.lastError ?? 'closed'})`));
+    };
+    const onReconnecting = () => {
+      this.reconnects++;
+      this.status = 'connecting';
+    };
+    client.on('ready', onReady);
+    client.on('close', onClose);
+    client.on('end', onClose);
+    client.on('reconnecting', onReconnecting);
+    this.unwatch = () => {
+      client.off('error', onError);
+      client.off('ready', onReady);
+      client.off('close', onClose);
+      client.off('end', onClose);
+      client.off('reconnecting', onReconnecting);
+    };
+  }
+
+  private markDown(error: unknown): void {
+    if (this.downSince !== undefined || this.closed) return;
+    this.downSince = Date.now();
+    this.events.emit('down', { error });
+  }
+
+  private markUp(): void {
+    if (this.downSince === undefined) return;
+    const downForMs = Date.now() - this.downSince;
+    this.downSince = undefined;
+    this.events.emit('up', { downForMs });
+  }
+}
+
+/** INCRBYFLOAT that sets the TTL only when it creates the key (a plain INCR + PEXPIRE pair is not atomic). */
+const INCREMENT_WITH_TTL: StoreScript<number> = {
+  name: 'increment',
+  lua: `
+local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return tostring(v)
+`,
+  memory(space, keys, args) {
+    const current = space.get(keys[0]!);
+    const next = (current === undefined ? 0 : Number(current)) + Number(args[0]);
+    const ttl = space.ttl(keys[0]!);
+    space.set(keys[0]!, String(next), ttl >= 0 ? ttl : Number(args[1]));
+    return String(next);
+  },
+  decode: (raw) => Number(raw),
+};
+
+function createClient(o: ReturnType<typeof redisStoreOptionsSchema.parse>): RedisClient {
+  const common: RedisOptions = {
+    enableOfflineQueue: false,
+    enableAutoPipelining: o.autoPipelining ?? true,
+    connectTimeout: o.connectTimeoutMs ?? 2000,
+    maxRetriesPerRequest: 0,
+    // Reconnect quickly and keep trying: the features run on local fallbacks meanwhile.
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), o.maxReconnectDelayMs ?? 500),
+    lazyConnect: false,
+    ...(o.redisOptions as RedisOptions | undefined),
+  };
+  if (o.cluster) {
+    const clusterOptions: ClusterOptions = {
+      enableOfflineQueue: false,
+      enableAutoPipelining: o.autoPipelining ?? true,
+      redisOptions: common,
+      clusterRetryStrategy: (times: number) => Math.min(100 * times, o.maxReconnectDelayMs ?? 500),
+      ...(o.cluster.options as ClusterOptions | undefined),
+    };
+    return new Cluster(o.cluster.nodes, clusterOptions);
+  }
+  if (o.sentinel) {
+    return new Redis({ ...common, sentinels: o.sentinel.sentinels, name: o.sentinel.name });
+  }
+  return o.url ? new Redis(o.url, common) : new Redis(common);
+}
+
+async function quit(client: RedisClient): Promise<void> {
+  try {
+    if (client.status === 'ready') await client.quit();
+    else client.disconnect();
+  } catch {
+    client.disconnect();
+  }
+}
