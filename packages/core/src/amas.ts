@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { systemClock, type Clock } from './clock.js';
 import { InvalidOptionError } from './errors.js';
@@ -13,12 +14,22 @@ import type { Limiter } from './policies/limit-decision.js';
 import { createLimiter, limiterSpecSchema, type LimiterSpec } from './policies/limiters.js';
 import { RetryPolicy, type RetryOptions } from './policies/retry.js';
 import { SingleFlight, type SingleFlightOptions } from './policies/single-flight.js';
+import { SharedSingleFlight, type SharedSingleFlightOptions } from './policies/shared-single-flight.js';
+import { describe as describeValue } from './options/validate.js';
 import { TimeoutPolicy, type TimeoutOptions } from './policies/timeout.js';
 import { HttpPipeline, type PipelineHost, type ResolvedHttpOptions } from './http/pipeline.js';
 import { defaultRejectionBody } from './http/rejection.js';
 import { stableKey } from './util/stable-key.js';
+import type { CheckableLimiter } from './policies/limit-check.js';
+import { createStoreLimiter, type StoreLimiter } from './policies/store-limiter.js';
+import { StoreMetrics } from './metrics/store-metrics.js';
+import { RedisStore, type RedisStoreOptions } from './stores/redis-store.js';
+import type { Store } from './stores/store.js';
 
 const AMAS_BRAND = Symbol.for('amas.instance');
+
+/** Options of a shared single-flight the engine fills in itself (store, clock, logger). */
+export type SharedDedupOptions = Omit<SharedSingleFlightOptions, 'store' | 'clock' | 'logger'>;
 
 /**
  * One AMAS engine: it owns its breakers, limiters, policies and metrics registry. Adapters drive it;
@@ -32,9 +43,14 @@ export class Amas implements PipelineHost {
   readonly metrics: AmasMetrics;
   readonly http: HttpPipeline;
   readonly httpOptions: ResolvedHttpOptions;
-  private readonly namedLimiters = new Map<string, Limiter>();
-  private readonly inlineLimiters = new Map<string, Limiter>();
-  private readonly owned: Array<{ close(): void } | { dispose(): void }> = [];
+  /** The store replicas share state through (`redis` or `store` option); undefined: one process, in memory. */
+  readonly store: Store | undefined;
+  private readonly ownsStore: boolean;
+  private readonly storeMetrics: StoreMetrics | undefined;
+  private readonly namedLimiters = new Map<string, Limiter | StoreLimiter>();
+  private readonly inlineLimiters = new Map<string, Limiter | StoreLimiter>();
+  private readonly storeLimiters: StoreLimiter[] = [];
+  private readonly owned: Array<{ close(): void | Promise<void> } | { dispose(): void }> = [];
   private closed = false;
 
   constructor(options: AmasOptions = {}) {
@@ -42,12 +58,28 @@ export class Amas implements PipelineHost {
     this.options = parseOptions(amasOptionsSchema, options ?? {}, 'AMAS options');
     this.clock = this.options.clock ?? systemClock;
     this.logger = this.options.logger ?? consoleLogger;
+    if (this.options.store) {
+      this.store = this.options.store;
+      this.ownsStore = false;
+    } else if (this.options.redis !== undefined) {
+      const redis = this.options.redis;
+      this.store = new RedisStore(typeof redis === 'string' ? { url: redis, logger: this.logger } : { logger: this.logger, ...(redis as RedisStoreOptions) });
+      this.ownsStore = true;
+    } else {
+      this.store = undefined;
+      this.ownsStore = false;
+    }
     this.breakers = new BreakerRegistry({
       defaults: this.options.breakerDefaults as CircuitBreakerOptions | undefined,
       breakers: this.options.breakers as Record<string, CircuitBreakerOptions> | undefined,
       clock: this.clock,
+      store: this.store,
+      logger: this.logger,
     });
     this.metrics = new AmasMetrics(this.options.metrics ?? {}, this.breakers);
+    this.storeMetrics = this.store
+      ? new StoreMetrics(this.metrics.registry, this.options.metrics?.prefix ?? 'amas_', { store: () => this.store, limiters: () => this.storeLimiters })
+      : undefined;
     const http = this.options.http ?? {};
     this.httpOptions = {
       limit: http.limit,
@@ -63,7 +95,7 @@ export class Amas implements PipelineHost {
       maxSharedBodyBytes: http.maxSharedBodyBytes ?? 8 * 1024 * 1024,
     };
     for (const [name, spec] of Object.entries(this.options.limits ?? {})) {
-      this.namedLimiters.set(name, createLimiter(spec as LimiterSpec, { clock: this.clock, name }));
+      this.namedLimiters.set(name, this.buildLimiter(spec as LimiterSpec, name));
     }
     this.http = new HttpPipeline(this);
     // Compile the global HTTP options once now, so a bad global limit or breaker fails at start-up.
@@ -75,8 +107,11 @@ export class Amas implements PipelineHost {
     return this.breakers.get(name, overrides);
   }
 
-  /** A named limiter from the `limits` option. */
-  limiter(name: string): Limiter {
+  /**
+   * A named limiter from the `limits` option: in memory (synchronous `check`) in one process, shared through
+   * the store (`check` returns a promise) when `redis` or `store` is set.
+   */
+  limiter(name: string): Limiter | StoreLimiter {
     const limiter = this.namedLimiters.get(name);
     if (!limiter) {
       throw new InvalidOptionError(
@@ -87,15 +122,37 @@ export class Amas implements PipelineHost {
     return limiter;
   }
 
-  /** A new limiter owned (and closed) by this instance. */
-  createLimiter(spec: LimiterSpec, name?: string): Limiter {
-    const limiter = createLimiter(spec, { clock: this.clock, name });
+  /** A new limiter owned (and closed) by this instance; shared through the store when there is one. */
+  createLimiter(spec: LimiterSpec, name?: string): Limiter | StoreLimiter {
+    const limiter = this.buildLimiter(spec, name);
     this.owned.push(limiter);
     return limiter;
   }
 
+  /** Resolves once the shared store is connected (at once without one); rejects after `timeoutMs`. */
+  async ready(timeoutMs = 5000): Promise<void> {
+    const store = this.store as { ready?: (ms: number) => Promise<void> } | undefined;
+    if (store?.ready) await store.ready(timeoutMs);
+    // Shared breakers read the cluster-wide state once connected (a breaker open elsewhere starts open here).
+    await this.breakers.ready();
+  }
+
+  private buildLimiter(spec: LimiterSpec, name: string | undefined): Limiter | StoreLimiter {
+    if (!this.store) return createLimiter(spec, { clock: this.clock, name });
+    const limiter = createStoreLimiter(spec, {
+      store: this.store,
+      name,
+      clock: this.clock,
+      logger: this.logger,
+      replicas: this.options.replicas,
+      onStoreFailure: this.options.onStoreFailure,
+    });
+    this.storeLimiters.push(limiter);
+    return limiter;
+  }
+
   /** @internal Resolves a route's limit reference: a configured name or an inline spec (one limiter per distinct spec). */
-  resolveLimiter(ref: unknown, where: string): Limiter {
+  resolveLimiter(ref: unknown, where: string): CheckableLimiter {
     if (typeof ref === 'string') {
       if (!this.namedLimiters.has(ref)) {
         throw new InvalidOptionError(
@@ -111,7 +168,8 @@ export class Amas implements PipelineHost {
     let limiter = this.inlineLimiters.get(key);
     if (!limiter) {
       const spec = ref as LimiterSpec;
-      limiter = createLimiter(spec, { clock: this.clock, name: spec.name ?? `inline-${this.inlineLimiters.size + 1}` });
+      // Named by content, not by order, so every replica's copy of this spec shares one key space in the store.
+      limiter = this.buildLimiter(spec, spec.name ?? `inline-${createHash('sha1').update(key).digest('hex').slice(0, 10)}`);
       this.inlineLimiters.set(key, limiter);
     }
     return limiter;
@@ -129,8 +187,32 @@ export class Amas implements PipelineHost {
     return new Bulkhead({ clock: this.clock, ...options });
   }
 
-  singleFlight(options: SingleFlightOptions = {}): SingleFlight {
-    const flight = new SingleFlight({ clock: this.clock, ...options });
+  /**
+   * Collapses identical concurrent calls. `shared` (needs the `redis` or `store` option) also collapses them
+   * across replicas: one replica runs the call, the others receive its result (see SharedSingleFlight).
+   */
+  singleFlight(options?: SingleFlightOptions & { shared?: false }): SingleFlight;
+  singleFlight(options: SingleFlightOptions & { shared: true | SharedDedupOptions }): SharedSingleFlight;
+  singleFlight(options: SingleFlightOptions & { shared?: boolean | SharedDedupOptions } = {}): SingleFlight | SharedSingleFlight {
+    const { shared, ...local } = options ?? {};
+    if (shared === undefined || shared === false) {
+      const flight = new SingleFlight({ clock: this.clock, ...local });
+      this.owned.push(flight);
+      return flight;
+    }
+    if (!this.store) {
+      throw new InvalidOptionError(
+        [{ path: 'shared', received: describeValue(shared), expected: 'the engine to have a `redis` or `store` option (shared dedup lives in the store)' }],
+        'AMAS singleFlight options',
+      );
+    }
+    const flight = new SharedSingleFlight({
+      shareWindowMs: local.shareWindowMs,
+      ...(shared === true ? {} : shared),
+      store: this.store,
+      clock: local.clock ?? this.clock,
+      logger: this.logger,
+    });
     this.owned.push(flight);
     return flight;
   }
@@ -154,9 +236,11 @@ export class Amas implements PipelineHost {
     if (this.closed) return;
     this.closed = true;
     for (const limiter of [...this.namedLimiters.values(), ...this.inlineLimiters.values()]) limiter.close();
-    for (const item of this.owned) ('close' in item ? item.close() : item.dispose());
-    this.breakers.close();
+    await Promise.all(this.owned.map((item) => ('close' in item ? item.close() : item.dispose())));
+    await this.breakers.close();
+    this.storeMetrics?.unregister();
     this.metrics.close();
+    if (this.ownsStore) await this.store!.close();
   }
 }
 

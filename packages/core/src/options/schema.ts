@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { circuitBreakerOptionsSchema } from '../policies/circuit-breaker.js';
 import { limiterSpecSchema } from '../policies/limiters.js';
 import { clockSchema, fn, positiveInt } from './validate.js';
+import { redisStoreOptionsSchema } from '../stores/redis-store-options.js';
+import { isStore, type Store } from '../stores/store.js';
 
 /** A limit on a route: the name of one in `limits`, or an inline spec. */
 export const limitRefSchema = z.union([z.string().min(1), limiterSpecSchema]);
@@ -61,7 +63,8 @@ export const metricsOptionsSchema = z.strictObject({
   buckets: z.array(z.number().positive()).min(1).optional(),
 });
 
-export const amasOptionsSchema = z.strictObject({
+export const amasOptionsSchema = z
+  .strictObject({
   /** Defaults for every named breaker. */
   breakerDefaults: circuitBreakerOptionsSchema.optional(),
   /** Per-name breaker options: `amas.breaker('openai')` uses `breakers.openai`. */
@@ -70,6 +73,20 @@ export const amasOptionsSchema = z.strictObject({
   limits: z.record(z.string(), limiterSpecSchema).optional(),
   http: httpOptionsSchema.optional(),
   metrics: metricsOptionsSchema.optional(),
+  /**
+   * Share limits (and the breakers and dedup that ask for it) between replicas through Redis: a URL or
+   * RedisStore options. The instance owns the connections and closes them.
+   */
+  redis: z.union([redisStoreOptionsSchema.shape.url.unwrap(), redisStoreOptionsSchema]).optional(),
+  /** A Store you built yourself (a RedisStore shared by several instances, a custom store); not closed by AMAS. */
+  store: z.custom<Store>((v) => isStore(v), { message: 'a Store (MemoryStore, RedisStore or your own implementation)' }).optional(),
+  /**
+   * How many replicas share the store. While the store is unreachable each replica enforces its share of
+   * every limit (limit / replicas) on its own. Default 1.
+   */
+  replicas: positiveInt.optional(),
+  /** What limits do while the store is unreachable: decide locally (default), admit everything, or deny. */
+  onStoreFailure: z.enum(['local', 'open', 'closed']).optional(),
   clock: clockSchema.optional(),
   logger: z
     .custom<import('../logger.js').Logger>(
@@ -77,7 +94,12 @@ export const amasOptionsSchema = z.strictObject({
       { message: 'a logger with warn() and error()' },
     )
     .optional(),
-});
+  })
+  .superRefine((o, ctx) => {
+    if (o.redis !== undefined && o.store !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['store'], message: 'either redis or store, not both', input: '(a Store)' });
+    }
+  });
 
 export type AmasOptions = z.input<typeof amasOptionsSchema>;
 export type ParsedAmasOptions = z.output<typeof amasOptionsSchema>;

@@ -1,7 +1,11 @@
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
+import { InvalidOptionError } from '../errors.js';
 import { Emitter } from '../events.js';
+import type { Logger } from '../logger.js';
 import { clockSchema, parseOptions } from '../options/validate.js';
+import { isStore, type Store } from '../stores/store.js';
+import { newReplicaId, SharedBreaker } from './shared-breaker.js';
 import {
   breakerSnapshotSchema,
   circuitBreakerOptionsSchema,
@@ -20,12 +24,23 @@ export interface BreakerRegistryOptions {
   defaults?: CircuitBreakerOptions;
   breakers?: Record<string, CircuitBreakerOptions>;
   clock?: Clock;
+  /** Where breakers with `shared` set keep and announce their state (a RedisStore to share across replicas). */
+  store?: Store;
+  /** Names this process in shared breaker records. Default `<host>:<pid>:<random>`. */
+  replicaId?: string;
+  /** For "shared store unavailable" warnings. Default console. */
+  logger?: Logger;
 }
 
 export const breakerRegistryOptionsSchema = z.strictObject({
   defaults: circuitBreakerOptionsSchema.optional(),
   breakers: z.record(z.string(), circuitBreakerOptionsSchema).optional(),
   clock: clockSchema.optional(),
+  store: z.custom<Store>(isStore, { message: 'a Store (MemoryStore, RedisStore)' }).optional(),
+  replicaId: z.string().min(1).max(200).optional(),
+  logger: z
+    .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).warn === 'function', { message: 'a logger with warn()' })
+    .optional(),
 });
 
 const WHERE = 'circuit breaker registry options';
@@ -43,17 +58,26 @@ export class BreakerRegistry {
   private readonly listenerCounts = new Map<EventName, number>();
   private readonly forwarders = new Map<EventName, (event: BreakerEvents[EventName]) => void>();
   private readonly detach = new Map<CircuitBreaker, Map<EventName, () => void>>();
+  private readonly store: Store | undefined;
+  private readonly replicaId: string;
+  private readonly logger: Logger | undefined;
+  private readonly syncs = new Map<string, SharedBreaker>();
 
   constructor(options: BreakerRegistryOptions = {}) {
     const o = parseOptions(breakerRegistryOptionsSchema, options ?? {}, WHERE);
     this.defaults = (o.defaults ?? {}) as CircuitBreakerOptions;
     this.configured = (o.breakers ?? {}) as Record<string, CircuitBreakerOptions>;
     this.clock = o.clock;
+    this.store = o.store;
+    this.replicaId = o.replicaId ?? newReplicaId();
+    this.logger = o.logger;
     // Each piece is valid alone; also check the merged result (e.g. recoveryBackoff.maxMs from the
     // defaults against a per-name recoveryTimeoutMs) now rather than on first use.
     validateCircuitBreakerOptions(this.defaults, WHERE, 'defaults');
+    this.checkShared(this.defaults, 'defaults');
     for (const [name, own] of Object.entries(this.configured)) {
       validateCircuitBreakerOptions(mergeOptions(this.defaults, own), WHERE, `breakers.${name}`);
+      this.checkShared(own, `breakers.${name}`);
     }
     for (const event of EVENTS) {
       this.forwarders.set(event, (e) => this.emitter.emit(event, e as never));
@@ -67,14 +91,32 @@ export class BreakerRegistry {
     const merged = mergeOptions(mergeOptions(this.defaults, this.configured[name]), overrides);
     merged.name = name;
     if (merged.clock === undefined && this.clock !== undefined) merged.clock = this.clock;
+    if (overrides) this.checkShared(overrides, `breaker "${name}" overrides`);
     const breaker = new CircuitBreaker(merged);
     this.breakers.set(name, breaker);
+    if (merged.shared && this.store) {
+      const settings = merged.shared === true ? {} : merged.shared;
+      this.syncs.set(
+        name,
+        new SharedBreaker(breaker, { ...settings, store: this.store, replicaId: this.replicaId, clock: merged.clock, logger: this.logger }),
+      );
+    }
     const detach = new Map<EventName, () => void>();
     this.detach.set(breaker, detach);
     for (const event of EVENTS) {
       if ((this.listenerCounts.get(event) ?? 0) > 0) detach.set(event, breaker.on(event, this.forwarders.get(event)!));
     }
     return breaker;
+  }
+
+  /** The sync of a breaker created with `shared` (its `ready` resolves once the shared state was read). */
+  shared(name: string): SharedBreaker | undefined {
+    return this.syncs.get(name);
+  }
+
+  /** Resolves once every shared breaker created so far has read the shared state. */
+  async ready(): Promise<void> {
+    await Promise.all([...this.syncs.values()].map((s) => s.ready));
   }
 
   has(name: string): boolean {
@@ -126,13 +168,30 @@ export class BreakerRegistry {
     for (const [name, snapshot] of Object.entries(parsed)) this.get(name).restore(snapshot);
   }
 
-  /** Disposes every breaker and forgets them; registry listeners are removed too. */
-  close(): void {
+  /**
+   * Disposes every breaker and forgets them; registry listeners are removed too. The returned promise
+   * settles once shared breakers have unsubscribed and returned their leases (the store stays open: the
+   * registry does not own it).
+   */
+  close(): Promise<void> {
+    const syncs = [...this.syncs.values()];
+    this.syncs.clear();
     for (const breaker of this.breakers.values()) breaker.dispose();
     this.breakers.clear();
     this.detach.clear();
     this.listenerCounts.clear();
     this.emitter.removeAll();
+    return Promise.all(syncs.map((s) => s.close())).then(() => undefined);
+  }
+
+  /** `shared` needs a store to share through: without one it is a configuration mistake, not a silent no-op. */
+  private checkShared(options: CircuitBreakerOptions, path: string): void {
+    if (options.shared && this.store === undefined) {
+      throw new InvalidOptionError(
+        [{ path: `${path}.shared`, received: JSON.stringify(options.shared), expected: 'a `store` in the registry options to share through (none was given)' }],
+        WHERE,
+      );
+    }
   }
 }
 
@@ -144,9 +203,11 @@ function mergeOptions(base: CircuitBreakerOptions, over: CircuitBreakerOptions |
     if (value === undefined) continue;
     const prev = out[key];
     out[key] =
-      (key === 'failureRate' || key === 'recoveryBackoff') && isPlainObject(prev) && isPlainObject(value)
+      (key === 'failureRate' || key === 'recoveryBackoff' || key === 'shared') && isPlainObject(prev) && isPlainObject(value)
         ? { ...prev, ...value }
-        : value;
+        : key === 'shared' && value === true && isPlainObject(prev)
+          ? prev // `shared: true` over `{ probeLeaseMs }` keeps the settings
+          : value;
   }
   return out as CircuitBreakerOptions;
 }

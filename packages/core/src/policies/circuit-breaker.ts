@@ -4,6 +4,7 @@ import { AbortedError, BreakerOpenError } from '../errors.js';
 import { Emitter } from '../events.js';
 import { clockSchema, durationMs, nonNegativeInt, parseOptions, positiveInt } from '../options/validate.js';
 import { signalOrNever, type ExecuteContext, type Policy, type Work } from './policy.js';
+import { sharedBreakerSettingSchema, type SharedBreakerSetting } from './shared-breaker-options.js';
 
 /**
  * Circuit breaker: stops calling an upstream that keeps failing, then lets a few probe calls through to
@@ -35,6 +36,12 @@ export interface CircuitBreakerOptions {
   /** Which resolved results count as failures (e.g. a 503 response object). Default: none. */
   isResultFailure?: (result: unknown) => boolean;
   clock?: Clock;
+  /**
+   * Share this breaker's state with other replicas through the registry's store (see SharedBreaker):
+   * `true`, or `{ probeLeaseMs, stateTtlMs }`. Read by BreakerRegistry; a CircuitBreaker built directly
+   * ignores it (attach a SharedBreaker yourself).
+   */
+  shared?: SharedBreakerSetting;
 }
 
 const DEFAULT_RECOVERY_MS = 30_000;
@@ -67,6 +74,7 @@ export const circuitBreakerOptionsSchema = z
     isFailure: predicate.optional(),
     isResultFailure: predicate.optional(),
     clock: clockSchema.optional(),
+    shared: sharedBreakerSettingSchema.optional(),
   });
 
 /**
@@ -111,7 +119,8 @@ export interface BreakerStats {
 }
 
 export type BreakerEvents = {
-  stateChange: { name: string; from: BreakerState; to: BreakerState; reason: string };
+  /** `origin` is set when the change was adopted from another replica (a shared breaker): its replica id. */
+  stateChange: { name: string; from: BreakerState; to: BreakerState; reason: string; origin?: string };
   success: { name: string; durationMs: number };
   /** For a result flagged by `isResultFailure`, `error` is that result. */
   failure: { name: string; error: unknown; durationMs: number };
@@ -156,6 +165,46 @@ export const breakerSnapshotSchema = z
 /** Plain JSON-serializable breaker state, for persisting across restarts or sharing between workers. */
 export type BreakerSnapshot = z.output<typeof breakerSnapshotSchema>;
 
+/** @internal A hold on one cluster-wide probe slot (SharedBreaker); released once the probe settles. */
+export interface ProbeLease {
+  release(): void;
+}
+
+/**
+ * @internal How SharedBreaker plugs into one breaker. Only transitions and half-open admissions reach it:
+ * the closed hot path never does, so an unshared-looking closed breaker costs nothing extra.
+ */
+export interface BreakerSync {
+  /** Called synchronously after every local transition (manual ones and open -> open re-arms too), never for adopted ones. */
+  transitioned(change: { from: BreakerState; to: BreakerState; reason: string; manual: boolean }): void;
+  /** tryAcquire (synchronous): a lease this replica already holds, else undefined (it may start fetching one). */
+  takeProbe(): ProbeLease | undefined;
+  /** execute: asks the store; undefined means every cluster-wide slot is taken. Never rejects. */
+  acquireProbe(): Promise<ProbeLease | undefined>;
+  /** retryAfterMs for a call rejected because no cluster-wide probe slot was free. */
+  probeRetryAfterMs(): number;
+}
+
+/** @internal A state decided by another replica, with its times relative to now (clocks differ between hosts). */
+export interface AdoptedState {
+  state: BreakerState;
+  reason: string;
+  origin: string;
+  /** open: time left before probes are allowed. */
+  openForMs?: number;
+  /** open / isolated: how long ago it opened. */
+  openedAgoMs?: number;
+  reopenCount: number;
+}
+
+/** @internal What SharedBreaker writes for this breaker's current local state. */
+export interface SyncView {
+  state: BreakerState;
+  openForMs?: number;
+  reopenCount: number;
+  maxProbes: number;
+}
+
 const NORMAL = 0;
 const PROBE = 1;
 const REJECTED = 2;
@@ -197,6 +246,8 @@ export class CircuitBreaker implements Policy {
   private totalFailures = 0;
   private totalRejections = 0;
   private totalIgnored = 0;
+  /** Set by SharedBreaker: hears local transitions and gates half-open probes with cluster-wide leases. */
+  private sync: BreakerSync | undefined;
 
   // Rolling window: a ring of time buckets with running totals, so recording a call is O(1).
   private readonly bucketMs: number;
@@ -262,8 +313,34 @@ export class CircuitBreaker implements Policy {
       const admitted = this.admitSlow();
       if (admitted === REJECTED) return Promise.reject(this.reject());
       probe = admitted === PROBE;
+      if (probe && this.sync !== undefined) return this.executeGated(work, signal);
     }
     return this.executeTracked(work, signal, probe);
+  }
+
+  /**
+   * A probe of a shared breaker: the local slot is already reserved (so at most halfOpenMaxProbes calls per
+   * replica ask the store), and the call runs only once it holds a cluster-wide lease.
+   */
+  private async executeGated<T>(work: Work<T>, signal: AbortSignal | undefined): Promise<T> {
+    const generation = this.generation;
+    const lease = await this.sync!.acquireProbe();
+    if (generation !== this.generation) {
+      // The state moved while we waited (e.g. another replica's probe closed it): the slot went with the old
+      // generation, so admit this call afresh under the new state.
+      lease?.release();
+      return this.execute(work, signal);
+    }
+    if (lease === undefined) {
+      this.halfOpenInFlight--;
+      throw this.reject(this.sync!.probeRetryAfterMs());
+    }
+    try {
+      return await this.executeTracked(work, signal, true);
+    } finally {
+      // After the outcome was recorded: a transition it caused is written before the slot frees.
+      lease.release();
+    }
   }
 
   /** The general path: measures duration and remembers the generation it was admitted under. */
@@ -328,6 +405,16 @@ export class CircuitBreaker implements Policy {
       const admitted = this.admitSlow();
       if (admitted === REJECTED) return this.reject();
       probe = admitted === PROBE;
+      if (probe && this.sync !== undefined) {
+        // Synchronous, so only a lease this replica already holds will do; takeProbe starts fetching one
+        // for a later call when it has none.
+        const lease = this.sync.takeProbe();
+        if (lease === undefined) {
+          this.halfOpenInFlight--;
+          return this.reject(this.sync.probeRetryAfterMs());
+        }
+        return new Permit(this, this.generation, true, this.clock.now(), lease);
+      }
     }
     return new Permit(this, this.generation, probe, this.clock.now());
   }
@@ -363,22 +450,22 @@ export class CircuitBreaker implements Policy {
 
   /** Opens now (re-arming the recovery timeout if already open). Does not grow the backoff. */
   open(reason = 'manual'): void {
-    this.transition('open', reason, this.clock.now());
+    this.transition('open', reason, this.clock.now(), true);
   }
 
   /** Closes now: counters, window and backoff reset, totals kept. No-op when already closed. */
   close(): void {
-    if (this.state !== 'closed') this.transition('closed', 'manual', this.clock.now());
+    if (this.state !== 'closed') this.transition('closed', 'manual', this.clock.now(), true);
   }
 
   /** Rejects every call until close() or reset(); no automatic recovery. */
   isolate(): void {
-    if (this.state !== 'isolated') this.transition('isolated', 'isolate', this.clock.now());
+    if (this.state !== 'isolated') this.transition('isolated', 'isolate', this.clock.now(), true);
   }
 
   /** Closed, with every counter (totals included) cleared. */
   reset(): void {
-    this.transition('closed', 'reset', this.clock.now());
+    this.transition('closed', 'reset', this.clock.now(), true);
     this.totalSuccesses = this.totalFailures = this.totalRejections = this.totalIgnored = 0;
   }
 
@@ -446,9 +533,38 @@ export class CircuitBreaker implements Policy {
         this.windowFailures += b.failures;
       }
     }
+    this.sync?.transitioned({ from, to: s.state, reason: 'restore', manual: true });
     if (from !== s.state && this.emitter.has('stateChange')) {
       this.emitter.emit('stateChange', { name: this.name, from, to: s.state, reason: 'restore' });
     }
+  }
+
+  /** @internal SharedBreaker attaches itself here (undefined detaches). One at a time. */
+  _attachSync(sync: BreakerSync | undefined): void {
+    this.sync = sync;
+  }
+
+  /**
+   * @internal Adopts a state another replica decided: emits stateChange (with `origin`) but is not reported
+   * back to the sync hook, so a received transition is never re-published. Adopting the state the breaker
+   * is already in keeps its counters and in-flight probes; an open breaker only takes the new timing.
+   */
+  _adopt(s: AdoptedState): void {
+    if (s.state === this.state) {
+      if (s.state === 'open') this.setOpenTiming(s, this.clock.now());
+      return;
+    }
+    this.transition(s.state, s.reason, this.clock.now(), false, s);
+  }
+
+  /** @internal The current local state as SharedBreaker shares it. Does not move open -> half-open. */
+  _syncView(): SyncView {
+    return {
+      state: this.state,
+      ...(this.state === 'open' ? { openForMs: Math.max(0, this.nextAttemptAt - this.clock.now()) } : {}),
+      reopenCount: this.reopenCount,
+      maxProbes: this.maxProbes,
+    };
   }
 
   on<K extends keyof BreakerEvents>(event: K, listener: (event: BreakerEvents[K]) => void): () => void {
@@ -580,20 +696,28 @@ export class CircuitBreaker implements Policy {
     }
   }
 
-  private reject(): BreakerOpenError {
+  /** `retryAfterOverride`: a half-open shared breaker that got no cluster-wide probe slot knows better. */
+  private reject(retryAfterOverride?: number): BreakerOpenError {
     const state = this.state;
     const retryAfterMs =
-      state === 'open'
-        ? this.nextAttemptAt - this.rejectNow
-        : state === 'isolated'
-          ? this.recoveryTimeoutMs
-          : HALF_OPEN_RETRY_MS;
+      retryAfterOverride !== undefined
+        ? retryAfterOverride
+        : state === 'open'
+          ? this.nextAttemptAt - this.rejectNow
+          : state === 'isolated'
+            ? this.recoveryTimeoutMs
+            : HALF_OPEN_RETRY_MS;
     this.totalRejections++;
     if (this.emitter.has('rejected')) this.emitter.emit('rejected', { name: this.name, state, retryAfterMs });
     return openError(this.messages[state], this.openDetails[state], retryAfterMs);
   }
 
-  private transition(to: BreakerState, reason: string, now: number): void {
+  /**
+   * `manual`: asked for through open()/close()/isolate()/reset() (a shared breaker publishes those even over
+   * a newer shared state). `adopted`: decided by another replica; its timing replaces the local one and the
+   * sync hook is not told.
+   */
+  private transition(to: BreakerState, reason: string, now: number, manual = false, adopted?: AdoptedState): void {
     const from = this.state;
     this.state = to;
     this.generation++;
@@ -601,6 +725,10 @@ export class CircuitBreaker implements Policy {
     this.consecutiveSuccesses = 0;
     switch (to) {
       case 'open': {
+        if (adopted) {
+          this.setOpenTiming(adopted, now);
+          break;
+        }
         this.openedAt = now;
         const timeout = this.recoveryTimeoutMs * Math.pow(this.backoffMultiplier, this.reopenCount);
         this.nextAttemptAt = now + Math.min(timeout, this.backoffMaxMs);
@@ -608,9 +736,10 @@ export class CircuitBreaker implements Policy {
       }
       case 'half-open':
         this.consecutiveFailures = 0;
+        if (adopted) this.reopenCount = adopted.reopenCount;
         break;
       case 'isolated':
-        this.openedAt = now;
+        this.openedAt = now - (adopted?.openedAgoMs ?? 0);
         break;
       case 'closed':
         this.openedAt = undefined;
@@ -619,9 +748,21 @@ export class CircuitBreaker implements Policy {
         this.clearWindow();
         break;
     }
+    // Before the event: a listener that moves the breaker again must be reported after this transition.
+    if (adopted === undefined) this.sync?.transitioned({ from, to, reason, manual });
     if (from !== to && this.emitter.has('stateChange')) {
-      this.emitter.emit('stateChange', { name: this.name, from, to, reason });
+      this.emitter.emit(
+        'stateChange',
+        adopted === undefined ? { name: this.name, from, to, reason } : { name: this.name, from, to, reason, origin: adopted.origin },
+      );
     }
+  }
+
+  private setOpenTiming(adopted: AdoptedState, now: number): void {
+    this.openedAt = now - (adopted.openedAgoMs ?? 0);
+    this.nextAttemptAt = now + (adopted.openForMs ?? this.recoveryTimeoutMs);
+    // Shared so that whichever replica probes next backs off from the same point.
+    this.reopenCount = adopted.reopenCount;
   }
 
   // ---- rolling window ----
@@ -677,12 +818,15 @@ class Permit implements BreakerPermit {
     private readonly generation: number,
     private readonly probe: boolean,
     private readonly start: number,
+    /** A shared breaker's cluster-wide probe slot, freed after the outcome is recorded. */
+    private readonly lease?: ProbeLease,
   ) {}
 
   success(): void {
     if (this.settled) return;
     this.settled = true;
     this.breaker._succeed(this.generation, this.probe, this.start);
+    this.lease?.release();
   }
 
   failure(error?: unknown): void {
@@ -690,12 +834,14 @@ class Permit implements BreakerPermit {
     this.settled = true;
     if (error === undefined || this.breaker._counts(error)) this.breaker._fail(error, this.generation, this.probe, this.start);
     else this.breaker._ignore(error, this.generation, this.probe);
+    this.lease?.release();
   }
 
   release(): void {
     if (this.settled) return;
     this.settled = true;
     this.breaker._release(this.generation, this.probe);
+    this.lease?.release();
   }
 }
 

@@ -4,8 +4,12 @@ import { describe, parseOptions } from '../options/validate.js';
 import { Bulkhead } from './bulkhead.js';
 import { signalOrNever, type Policy, type Work } from './policy.js';
 import { RetryPolicy } from './retry.js';
-import { SingleFlight } from './single-flight.js';
+import type { SingleFlight } from './single-flight.js';
+import type { SharedSingleFlight } from './shared-single-flight.js';
 import { TimeoutPolicy } from './timeout.js';
+
+/** What the dedup part needs: in-process (SingleFlight) or across replicas (SharedSingleFlight). */
+export type DedupPart = Pick<SingleFlight | SharedSingleFlight, 'policy'>;
 
 /** One layer of a chain: a Policy, or the dedup marker resolved per call from the call's key. */
 type Layer = Policy | typeof DEDUP;
@@ -22,7 +26,7 @@ function runChain<T>(
   work: Work<T>,
   signal: AbortSignal | undefined,
   attempt: number,
-  dedup: SingleFlight | undefined,
+  dedup: DedupPart | undefined,
   key: string | undefined,
 ): Promise<T> {
   if (i === layers.length) {
@@ -77,7 +81,7 @@ export const DEFAULT_ORDER: readonly ResiliencePart[] = Object.freeze([
 ] as const);
 
 export interface ResilienceParts {
-  dedup?: SingleFlight;
+  dedup?: DedupPart;
   retry?: RetryPolicy;
   breaker?: Policy;
   bulkhead?: Bulkhead;
@@ -100,7 +104,11 @@ const instanceOf = <C>(cls: abstract new (...args: never[]) => C, what: string) 
   z.custom<C>((v) => v instanceof cls, { message: what });
 
 export const resiliencePartsSchema = z.strictObject({
-  dedup: instanceOf(SingleFlight, 'a SingleFlight').optional(),
+  dedup: z
+    .custom<DedupPart>((v) => typeof v === 'object' && v !== null && typeof (v as DedupPart).policy === 'function', {
+      message: 'a SingleFlight or SharedSingleFlight',
+    })
+    .optional(),
   retry: instanceOf(RetryPolicy, 'a RetryPolicy').optional(),
   breaker: z.custom<Policy>(isPolicy, { message: 'a Policy ({ execute(work, signal) })' }).optional(),
   bulkhead: instanceOf(Bulkhead, 'a Bulkhead').optional(),
@@ -118,7 +126,7 @@ export const resilienceOptionsSchema = z.strictObject({
 export class Resilience {
   readonly order: readonly ResiliencePart[];
   private readonly layers: readonly Layer[];
-  private readonly dedup: SingleFlight | undefined;
+  private readonly dedup: DedupPart | undefined;
 
   constructor(parts: ResilienceParts, options: ResilienceOptions = {}) {
     const p = parseOptions(resiliencePartsSchema, parts, 'Resilience parts');

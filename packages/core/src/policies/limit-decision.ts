@@ -19,6 +19,11 @@ export interface LimitDecision {
   /** 0 when allowed; else ms until the call would be allowed (max over denying windows). */
   retryAfterMs: number;
   windows: WindowState[];
+  /**
+   * Who decided, for limiters over a shared store: the store, the local fallback limiter, or the fail-open /
+   * fail-closed rule while the store was unavailable. In-memory limiters leave it unset.
+   */
+  source?: 'store' | 'local' | 'fail-open' | 'fail-closed';
 }
 
 export interface WindowUsage {
@@ -52,4 +57,22 @@ export interface Limiter {
   close(): void;
   /** Keys currently held in memory. */
   readonly size: number;
+}
+
+/**
+ * A limiter whose state lives in a shared store (StoreLimiter): the surface of `Limiter`, every call a
+ * promise. `take` waits by retrying `check` after its retryAfterMs, so it is not FIFO across processes.
+ */
+export interface AsyncLimiter {
+  readonly name: string;
+  /** Non-blocking: admits and charges `cost` (default 1) or denies and charges nothing. */
+  check(key: string, cost?: number): Promise<LimitDecision>;
+  getUsage(key: string): Promise<WindowUsage[]>;
+  reset(key: string): Promise<void>;
+  /** Gives back `cost` units an admitted `check` charged but the caller did not use. */
+  refund(key: string, cost?: number): Promise<void>;
+  /** Waits until `cost` fits; rejects RateLimitedError when the wait would pass `timeoutMs`, AbortedError on abort. */
+  take(key: string, cost?: number, options?: TakeOptions): Promise<LimitDecision>;
+  /** Rejects pending `take`s with AbortedError and frees local state (the store is the caller's to close). */
+  close(): void;
 }

@@ -54,6 +54,9 @@ export class RedisStore implements Store {
   private slowClient: RedisClient | undefined;
   private subscriber: RedisClient | undefined;
   private subscriberReady: Promise<RedisClient> | undefined;
+  private slowReady: Promise<RedisClient> | undefined;
+  /** Per channel: the SUBSCRIBE in progress or done, so a second listener also waits for it. */
+  private readonly subscribed = new Map<string, Promise<unknown>>();
   private readonly channels = new Map<string, Set<StoreMessageListener>>();
   private readonly breaker: CircuitBreaker;
   private readonly deadlines: CommandDeadlines;
@@ -130,7 +133,7 @@ export class RedisStore implements Store {
   }
 
   async run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[], options?: StoreRunOptions): Promise<R> {
-    const client = options?.slow ? this.slow() : this.client;
+    const client = options?.slow ? await this.slow() : this.client;
     const argv = [...keys, ...args, this.clock ? this.clock.now() : ''];
     const sha = this.sha(script);
     const raw = await this.command(script.name, options?.timeoutMs, () =>
@@ -148,8 +151,9 @@ export class RedisStore implements Store {
   }
 
   /** Like `get` but on the slow connection, for large values. */
-  getSlow(key: string): Promise<Buffer | undefined> {
-    return this.command('getBuffer', undefined, () => this.slow().getBuffer(key)).then((v) => v ?? undefined);
+  async getSlow(key: string): Promise<Buffer | undefined> {
+    const client = await this.slow();
+    return this.command('getBuffer', undefined, () => client.getBuffer(key)).then((v) => v ?? undefined);
   }
 
   async set(key: string, value: string, options: SetOptions = {}): Promise<boolean> {
@@ -182,15 +186,27 @@ export class RedisStore implements Store {
     const first = !set;
     if (!set) this.channels.set(full, (set = new Set()));
     set.add(listener);
-    if (first) {
-      const sub = await this.subscriberConnection();
-      await this.command('subscribe', undefined, () => sub.subscribe(full));
+    let confirmed = this.subscribed.get(full);
+    if (first || !confirmed) {
+      confirmed = this.subscriberConnection().then((sub) => this.command('subscribe', undefined, () => sub.subscribe(full)));
+      this.subscribed.set(full, confirmed);
+      confirmed.catch(() => {
+        if (this.subscribed.get(full) === confirmed) this.subscribed.delete(full);
+      });
+    }
+    try {
+      await confirmed;
+    } catch (error) {
+      set.delete(listener);
+      if (set.size === 0) this.channels.delete(full);
+      throw error;
     }
     return {
       unsubscribe: async () => {
         const current = this.channels.get(full);
         if (!current?.delete(listener) || current.size > 0) return;
         this.channels.delete(full);
+        this.subscribed.delete(full);
         if (this.subscriber && this.subscriber.status === 'ready') await this.subscriber.unsubscribe(full).catch(() => undefined);
       },
     };
@@ -235,6 +251,7 @@ export class RedisStore implements Store {
     }
     this.readyWaiters = [];
     this.channels.clear();
+    this.subscribed.clear();
     const owned = [this.slowClient, this.subscriber, this.ownsClient ? this.client : undefined];
     await Promise.all(owned.map((c) => (c ? quit(c) : undefined)));
     if (!this.ownsClient) this.unwatch?.();
@@ -295,12 +312,23 @@ export class RedisStore implements Store {
     return sha;
   }
 
-  private slow(): RedisClient {
-    if (!this.slowClient) {
-      this.slowClient = this.client.duplicate();
-      this.watch(this.slowClient, false);
+  /** The connection for slow work, created on first use; resolves once it can take commands. */
+  private slow(): Promise<RedisClient> {
+    if (!this.slowReady) {
+      const slow = this.client.duplicate();
+      this.slowClient = slow;
+      this.watch(slow, false);
+      this.slowReady = whenReady(slow, Math.max(2000, this.commandTimeoutMs), 'slow-work');
+      this.slowReady.catch(() => {
+        // Never ready: drop it, the next slow command tries a fresh connection.
+        if (this.slowClient === slow) {
+          this.slowReady = undefined;
+          this.slowClient = undefined;
+          slow.disconnect();
+        }
+      });
     }
-    return this.slowClient;
+    return this.slowReady;
   }
 
   private subscriberConnection(): Promise<RedisClient> {
@@ -320,17 +348,14 @@ export class RedisStore implements Store {
           }
         }
       });
-      this.subscriberReady = new Promise((resolve, reject) => {
-        if (sub.status === 'ready') return resolve(sub);
-        const timer = systemClock.setTimeout(() => reject(new StoreUnavailableError('Redis store: subscriber connection not ready')), Math.max(2000, this.commandTimeoutMs));
-        sub.once('ready', () => {
-          systemClock.clearTimeout(timer);
-          resolve(sub);
-        });
-      });
+      this.subscriberReady = whenReady(sub, Math.max(2000, this.commandTimeoutMs), 'subscriber');
       // A failed first connect must not poison every later subscribe.
       this.subscriberReady.catch(() => {
-        if (this.subscriber === sub) this.subscriberReady = undefined;
+        if (this.subscriber === sub) {
+          this.subscriberReady = undefined;
+          this.subscriber = undefined;
+          sub.disconnect();
+        }
       });
     }
     return this.subscriberReady;
@@ -425,6 +450,9 @@ function createClient(o: ReturnType<typeof redisStoreOptionsSchema.parse>): Redi
     const clusterOptions: ClusterOptions = {
       enableOfflineQueue: false,
       enableAutoPipelining: o.autoPipelining ?? true,
+      // ioredis groups auto-pipelined commands by the slot of their first argument, which for EVAL/EVALSHA is
+      // the script, not a key: scripts on different slots would share a pipeline and fail. Send them alone.
+      autoPipeliningIgnoredCommands: ['eval', 'evalsha'],
       redisOptions: common,
       clusterRetryStrategy: (times: number) => Math.min(100 * times, o.maxReconnectDelayMs ?? 500),
       ...(o.cluster.options as ClusterOptions | undefined),
@@ -435,6 +463,22 @@ function createClient(o: ReturnType<typeof redisStoreOptionsSchema.parse>): Redi
     return new Redis({ ...common, sentinels: o.sentinel.sentinels, name: o.sentinel.name });
   }
   return o.url ? new Redis(o.url, common) : new Redis(common);
+}
+
+/** Resolves with `client` once it is ready (at once if it is); rejects StoreUnavailableError after `timeoutMs`. */
+function whenReady(client: RedisClient, timeoutMs: number, what: string): Promise<RedisClient> {
+  return new Promise((resolve, reject) => {
+    if (client.status === 'ready') return resolve(client);
+    const timer = systemClock.setTimeout(() => {
+      client.off('ready', onReady);
+      reject(new StoreUnavailableError(`Redis store: ${what} connection not ready after ${timeoutMs}ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      systemClock.clearTimeout(timer);
+      resolve(client);
+    };
+    client.once('ready', onReady);
+  });
 }
 
 async function quit(client: RedisClient): Promise<void> {
