@@ -50,6 +50,7 @@ export class Amas implements PipelineHost {
   private readonly namedLimiters = new Map<string, Limiter | StoreLimiter>();
   private readonly inlineLimiters = new Map<string, Limiter | StoreLimiter>();
   private readonly storeLimiters: StoreLimiter[] = [];
+  private readonly sharedFlights = new Map<string, SharedSingleFlight>();
   private readonly owned: Array<{ close(): void | Promise<void> } | { dispose(): void }> = [];
   private closed = false;
 
@@ -214,6 +215,31 @@ export class Amas implements PipelineHost {
       logger: this.logger,
     });
     this.owned.push(flight);
+    return flight;
+  }
+
+  /** @internal The cross-replica flight behind `http.dedup.shared` (one per distinct options). */
+  sharedFlight(options: unknown, where: string): SharedSingleFlight {
+    if (!this.store) {
+      throw new InvalidOptionError(
+        [{ path: 'dedup.shared', received: describeValue(options), expected: 'the engine to have a `redis` or `store` option (shared dedup lives in the store)' }],
+        where,
+      );
+    }
+    const settings = options === true ? {} : (options as SharedDedupOptions);
+    const key = stableKey(settings);
+    let flight = this.sharedFlights.get(key);
+    if (!flight) {
+      try {
+        flight = new SharedSingleFlight({ ...settings, store: this.store, clock: this.clock, logger: this.logger });
+      } catch (error) {
+        // Name the route option the bad value came from, not the class it was handed to.
+        if (!(error instanceof InvalidOptionError)) throw error;
+        throw new InvalidOptionError(error.issues.map((i) => ({ ...i, path: i.path ? `dedup.shared.${i.path}` : 'dedup.shared' })), where);
+      }
+      this.sharedFlights.set(key, flight);
+      this.owned.push(flight);
+    }
     return flight;
   }
 

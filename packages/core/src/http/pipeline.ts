@@ -18,13 +18,15 @@ export interface PipelineHost {
   breaker(name: string, overrides?: Record<string, unknown>): CircuitBreaker;
   /** A named limiter from `limits`, or one built from an inline spec (cached per spec). */
   resolveLimiter(ref: unknown, where: string): CheckableLimiter;
+  /** The cross-replica flight for `http.dedup.shared` (one per distinct options); throws InvalidOptionError without a store. */
+  sharedFlight(options: unknown, where: string): SharedFlight;
   readonly httpOptions: ResolvedHttpOptions;
 }
 
 export interface ResolvedHttpOptions {
   limit?: unknown;
   breaker?: unknown;
-  dedup?: boolean | { key?: (req: NeutralRequest) => string };
+  dedup?: boolean | { key?: (req: NeutralRequest) => string; shared?: unknown };
   identity?: IdentityFn;
   trustProxy: boolean | number;
   rateLimitHeaders: RateLimitHeaderMode;
@@ -43,7 +45,7 @@ export interface CompiledRoute {
   /** An enforcing breaker: rejects with 503 while open. */
   readonly breaker: CircuitBreaker | undefined;
   readonly observe: boolean;
-  readonly dedup: false | { key?: (req: NeutralRequest) => string };
+  readonly dedup: false | { key?: (req: NeutralRequest) => string; shared?: SharedFlight };
   readonly identity: IdentityFn | undefined;
   /**
    * Runs inside another admission of the same request (Express: `app.use(amas)` plus `amas.route({...})`):
@@ -138,7 +140,14 @@ export class HttpPipeline {
       breaker = this.host.breaker(name, overrides);
     }
     const dedupOpt = route.dedup !== undefined ? route.dedup : http.dedup;
-    const dedup = !dedupOpt ? false : dedupOpt === true ? {} : { key: dedupOpt.key as ((req: NeutralRequest) => string) | undefined };
+    const dedup = !dedupOpt
+      ? false
+      : dedupOpt === true
+        ? {}
+        : {
+            key: dedupOpt.key as ((req: NeutralRequest) => string) | undefined,
+            shared: dedupOpt.shared ? this.host.sharedFlight(dedupOpt.shared, `${where}: dedup.shared`) : undefined,
+          };
     return {
       pattern,
       skip: route.skip === true,
@@ -223,6 +232,7 @@ export class HttpPipeline {
     if (route.dedup) {
       const identity = chargedIdentity ?? resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy });
       const key = this.dedupKey(req, route, identity);
+      if (route.dedup.shared) return this.sharedDedup(route.dedup.shared, key, req, route, started, pattern, limitHeaders, chargedIdentity);
       const leader = this.flights.get(key);
       const wait = leader?.waitForShare();
       if (wait !== undefined) return this.follow(wait, req, route, started, limitHeaders, pattern, chargedIdentity);
@@ -230,6 +240,47 @@ export class HttpPipeline {
       leaderKey = key;
     }
     return this.pass(req, route, started, limitHeaders, chargedIdentity, leaderKey);
+  }
+
+  /**
+   * 2b. Dedup across replicas: the shared flight (leases in the store) picks one request, on any replica, to
+   * run; it captures its whole response, and every identical request (this replica's included) replays it.
+   * A leader whose response cannot be shared (aborted, too big, streaming) hands its followers nothing, and
+   * they run themselves.
+   */
+  private sharedDedup(
+    flight: SharedFlight,
+    key: string,
+    req: NeutralRequest,
+    route: CompiledRoute,
+    started: number,
+    pattern: string | undefined,
+    limitHeaders: Record<string, string> | undefined,
+    chargedIdentity: string | undefined,
+  ): Promise<Admission> {
+    return new Promise<Admission>((admit) => {
+      let leads = false;
+      const lead = (): Promise<SharedResponse | undefined> | undefined => {
+        leads = true;
+        const admission = this.pass(req, route, started, limitHeaders, chargedIdentity, undefined);
+        admit(admission);
+        if (admission.action !== 'pass') return undefined; // an open breaker: nothing ran, nothing to share
+        return new Promise((resolve) => admission.ticket.leadRemote(resolve));
+      };
+      flight.do(key, lead).then(
+        (shared) => {
+          if (leads) return;
+          if (!shared) return admit(this.pass(req, route, started, limitHeaders, chargedIdentity, undefined));
+          this.host.metrics.recordDedupShared(pattern);
+          const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'shared');
+          admit({ action: 'replay', ticket, response: reviveShared(shared) });
+        },
+        // The leader's run failed in a way the flight reports as an error: run this request itself.
+        () => {
+          if (!leads) admit(this.pass(req, route, started, limitHeaders, chargedIdentity, undefined));
+        },
+      );
+    });
   }
 
   /** 3. Breaker: an open enforcing breaker rejects fast; otherwise the request holds a permit and passes. */
@@ -344,6 +395,9 @@ export class RequestTicket {
   private flights: Map<string, RequestTicket> | undefined;
   /** Followers waiting for this leader's response; created on the first follower only (most leaders have none). */
   private waiters: Array<(shared: SharedResponse | undefined) => void> | undefined;
+  /** Set when this leader's response goes to a cross-replica flight: it is captured from the start. */
+  private remote: ((shared: SharedResponse | undefined) => void) | undefined;
+  private captureStarter: (() => boolean) | undefined;
 
   constructor(
     private readonly pipeline: HttpPipeline,
@@ -376,13 +430,18 @@ export class RequestTicket {
       this.permit.release();
       this.permit = undefined;
     }
-    if (overrides.dedup && this.flightKey !== undefined) this.share({ status: 0, aborted: true });
+    if (overrides.dedup && (this.flightKey !== undefined || this.remote !== undefined)) this.share({ status: 0, aborted: true });
     return removed;
   }
 
   /** True while this ticket leads a dedup flight (its response may be shared with followers). */
   get leads(): boolean {
-    return this.flightKey !== undefined;
+    return this.flightKey !== undefined || this.remote !== undefined;
+  }
+
+  /** @internal Leads a cross-replica flight: `resolve` receives the shareable response (or undefined) once. */
+  leadRemote(resolve: (shared: SharedResponse | undefined) => void): void {
+    this.remote = resolve;
   }
 
   /** True while followers are waiting, i.e. when the captured response is worth assembling. */
@@ -395,7 +454,15 @@ export class RequestTicket {
    * says whether it could (false once the leader has started writing: that follower then runs itself).
    * Leaders without followers, the common case, pay nothing for capture.
    */
-  startCapture: (() => boolean) | undefined;
+  get startCapture(): (() => boolean) | undefined {
+    return this.captureStarter;
+  }
+
+  set startCapture(start: (() => boolean) | undefined) {
+    this.captureStarter = start;
+    // Followers on other replicas are never seen arriving: a remote leader captures from the start.
+    if (start !== undefined && this.remote !== undefined && !start()) this.shareRemote(undefined);
+  }
 
   /** @internal */
   lead(key: string, flights: Map<string, RequestTicket>): void {
@@ -450,6 +517,7 @@ export class RequestTicket {
    * when the handler ends the response), so they need not wait for it to be flushed to the leader's socket.
    */
   share(outcome: Outcome): void {
+    if (this.remote !== undefined) this.shareRemote(HttpPipeline.shareable(outcome, this.pipeline.options.maxSharedBodyBytes));
     if (this.flightKey === undefined) return;
     this.flights!.delete(this.flightKey);
     this.flightKey = undefined;
@@ -458,6 +526,12 @@ export class RequestTicket {
     this.waiters = undefined;
     const shared = HttpPipeline.shareable(outcome, this.pipeline.options.maxSharedBodyBytes);
     for (const resolve of waiters) resolve(shared);
+  }
+
+  private shareRemote(shared: SharedResponse | undefined): void {
+    const resolve = this.remote;
+    this.remote = undefined;
+    resolve?.(shared);
   }
 
   /** Records the outcome for breakers, metrics and dedup followers. Later calls are ignored. */
@@ -482,7 +556,7 @@ export class RequestTicket {
         }
       }
     }
-    if (this.flightKey !== undefined) this.share(outcome);
+    if (this.flightKey !== undefined || this.remote !== undefined) this.share(outcome);
     if (this.route.nested) return;
     const result = this.fixedOutcome ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');
     this.pipeline.metrics.recordRequest(
@@ -509,6 +583,17 @@ function merge(decisions: LimitDecision[], allowed: boolean): LimitDecision {
   const last = decisions[decisions.length - 1]!;
   if (!allowed) return last;
   return { allowed, cost: last.cost, retryAfterMs: 0, windows: decisions.flatMap((d) => d.windows) };
+}
+
+/** What the pipeline needs from a cross-replica flight (SharedSingleFlight). */
+export interface SharedFlight {
+  do<T>(key: string, fn: () => Promise<T> | T): Promise<T>;
+}
+
+/** A shared response that crossed the store comes back as plain data: make sure the body is a Buffer again. */
+function reviveShared(shared: SharedResponse): SharedResponse {
+  const body = shared.body as unknown;
+  return Buffer.isBuffer(body) ? shared : { ...shared, body: Buffer.from(body as Uint8Array) };
 }
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {

@@ -14,14 +14,26 @@ const breakerRefSchema = z.union([
   z.looseObject({ name: z.string().min(1) }).and(circuitBreakerOptionsSchema),
 ]);
 
+const dedupOptionSchema = z.union([
+  z.boolean(),
+  z.strictObject({
+    key: fn.optional(),
+    /** true, or SharedSingleFlight options (leaseMs, maxResultBytes, ...), validated when the route compiles. */
+    shared: z.union([z.boolean(), z.record(z.string(), z.unknown())]).optional(),
+  }),
+]);
+
 /** Per-route options; each overrides the global `http` option of the same name. */
 export const routeOptionsSchema = z.strictObject({
   /** Limits checked for this route (all must allow). false: no limit even if one is set globally. */
   limit: z.union([z.literal(false), limitRefSchema, z.array(limitRefSchema)]).optional(),
   /** A named breaker that guards this route and rejects with 503 while open. false: none. */
   breaker: breakerRefSchema.optional(),
-  /** Share one execution among identical concurrent requests (same method, URL, identity and body). */
-  dedup: z.union([z.boolean(), z.strictObject({ key: fn.optional() })]).optional(),
+  /**
+   * Share one execution among identical concurrent requests (same method, URL, identity and body).
+   * `shared` (needs the engine's `redis` or `store`) shares it across replicas too.
+   */
+  dedup: dedupOptionSchema.optional(),
   /** How to name the caller for limits and dedup; see resolveIdentity. */
   identity: fn.optional(),
   /** Leave this route alone entirely (no limits, no timing, no metrics). */
@@ -31,7 +43,7 @@ export const routeOptionsSchema = z.strictObject({
 export const httpOptionsSchema = z.strictObject({
   limit: z.union([z.literal(false), limitRefSchema, z.array(limitRefSchema)]).optional(),
   breaker: breakerRefSchema.optional(),
-  dedup: z.union([z.boolean(), z.strictObject({ key: fn.optional() })]).optional(),
+  dedup: dedupOptionSchema.optional(),
   identity: fn.optional(),
   trustProxy: z.union([z.boolean(), z.number().int().nonnegative()]).optional(),
   /** Which rate-limit headers to send: IETF draft (default), legacy X-RateLimit-*, both, or none. */

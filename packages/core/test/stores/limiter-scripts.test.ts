@@ -43,9 +43,7 @@ async function replay(f: LimiterStoreFixture, spec: LimiterSpec, o: ReplayOption
   try {
     for (let step = 0; step < o.steps; step++) {
       const r = random();
-      // Mostly forward; sometimes the same ms, a long jump, or a clock stepping back a little.
-      const dt =
-        r < 0.15 ? 0 : r < 0.95 ? Math.floor(random() * o.stepMs) : r < 0.98 ? Math.floor(random() * o.jumpMs) : -Math.floor(random() * o.stepMs);
+      const dt = r < 0.15 ? 0 : r < 0.97 ? Math.floor(random() * o.stepMs) : Math.floor(random() * o.jumpMs);
       f.clock.set(f.clock.now() + dt);
       const key = random() < 0.8 ? 'alice' : 'bob';
       const op = random();
@@ -99,14 +97,11 @@ describe.each(STORE_FIXTURES)('limiter scripts on %s', (_label, make) => {
         T0 + 7,
       ],
       [
-        'fractional costs (tokens)',
+        // Fractions binary floats hold exactly; others (0.1) leave float dust whose rounding depends on
+        // history, so they are checked by the window guarantee below instead.
+        'fractional costs',
         { windows: [{ name: 'second', limit: 3, window: 1000 }, { name: 'minute', limit: 6, window: 60_000 }], buckets: 5 },
         { costs: [0.25, 0.5, 1.5, 0, 2, 0.125], stepMs: 400, jumpMs: 90_000 },
-      ],
-      [
-        'fractions that binary floats cannot hold exactly',
-        { windows: [{ limit: 2, window: 300 }, { limit: 5, window: 2000 }], buckets: 6 },
-        { costs: [0.1, 0.2, 0.3, 0.7, 1.1], stepMs: 60, jumpMs: 4000 },
       ],
       ['one bucket per window', { limit: 2, window: 10, buckets: 1 }, { costs: [1, 2, 0], stepMs: 8, jumpMs: 40 }, T0 + 3],
       [
@@ -142,6 +137,57 @@ describe.each(STORE_FIXTURES)('limiter scripts on %s', (_label, make) => {
         expect(denied).toBeGreaterThan(20);
       }
     });
+  });
+
+  it('with fractions binary floats cannot hold (0.1), no span of any window ever admits more than its limit', async () => {
+    f = await make(T0 + 11);
+    const windows = [
+      { limit: 2, window: 300 },
+      { limit: 5, window: 2000 },
+    ];
+    const limiter = createStoreLimiter({ windows, buckets: 6 }, { store: f.store, clock: f.clock, name: 'dust' });
+    const random = seededRandom(7);
+    const costs = [0.1, 0.2, 0.3, 0.7, 1.1];
+    const admitted: Array<[number, number]> = [];
+    for (let step = 0; step < 1500; step++) {
+      f.clock.set(f.clock.now() + Math.floor(random() * (random() < 0.97 ? 60 : 3000)));
+      const cost = costs[Math.floor(random() * costs.length)]!;
+      if ((await limiter.check('u', cost)).allowed) admitted.push([f.clock.now(), cost]);
+    }
+    expect(admitted.length).toBeGreaterThan(300);
+    for (const { limit, window } of windows) {
+      let worst = 0;
+      for (const [t] of admitted) {
+        let sum = 0;
+        for (const [at, cost] of admitted) if (at > t - window && at <= t) sum += cost;
+        worst = Math.max(worst, sum);
+      }
+      expect(worst).toBeLessThanOrEqual(limit + 1e-9);
+      expect(worst).toBeGreaterThan(limit - 0.5); // and the window is really used up to its limit
+    }
+    limiter.close();
+  });
+
+  it('a clock stepping back moves no window back', async () => {
+    f = await make();
+    const windowed = createStoreLimiter({ limit: 3, window: 1000, buckets: 10 }, { store: f.store, clock: f.clock, name: 'back' });
+    const bucket = createStoreLimiter({ algorithm: 'token-bucket', capacity: 2, refillPerSecond: 1 }, { store: f.store, clock: f.clock, name: 'back-tb' });
+    const t = f.clock.now();
+    await windowed.check('u', 3);
+    await bucket.check('u', 2);
+    f.clock.set(t - 500);
+    // Earlier than the charges: nothing has left, and nothing is earned back (the bucket, like
+    // TokenBucketLimiter, quotes its refill time from now).
+    expect(await windowed.check('u')).toMatchObject({ allowed: false, retryAfterMs: 1500 });
+    expect(await bucket.check('u')).toMatchObject({ allowed: false, retryAfterMs: 1000 });
+    f.clock.set(t + 999);
+    expect((await windowed.check('u')).allowed).toBe(false);
+    expect((await bucket.check('u')).allowed).toBe(false);
+    f.clock.set(t + 1000);
+    expect((await windowed.check('u')).allowed).toBe(true);
+    expect((await bucket.check('u')).allowed).toBe(true);
+    windowed.close();
+    bucket.close();
   });
 
   it('a window that denies charges nothing in any window', async () => {
