@@ -78,6 +78,44 @@ const GROUPS = {
       { id: 'fastify-rate-limit', label: '@fastify/rate-limit alone' },
     ],
   },
+  // I/O-bound: 64 concurrent callers looping `await check()` for a fixed time (bench/lib/concurrent-harness.mjs).
+  'redis-limiter': {
+    kind: 'micro',
+    script: 'micro/redis-limiter.mjs',
+    unit: 'ops/s',
+    timing: { full: { sampleMs: 2000, warmupMs: 1000 }, quick: { sampleMs: 500, warmupMs: 300 } },
+    cpu: true,
+    variants: [
+      { id: 'baseline', label: 'raw ioredis EVALSHA `return 1` (auto-pipelining)', baseline: true },
+      { id: 'baseline-no-autopipelining', label: 'raw ioredis EVALSHA `return 1` (no auto-pipelining)' },
+      { id: 'amas', label: 'AMAS store limiter, 3 windows (1m/1h/1d)', target: 0.9 },
+      { id: 'amas-no-autopipelining', label: 'AMAS store limiter, 3 windows, autoPipelining: false' },
+      { id: 'rate-limiter-flexible', label: 'rate-limiter-flexible Redis consume (auto-pipelining)' },
+      { id: 'rate-limiter-flexible-no-autopipelining', label: 'rate-limiter-flexible Redis consume (no auto-pipelining)' },
+    ],
+  },
+  'http-express-redis': {
+    kind: 'http',
+    script: 'servers/express.mjs',
+    unit: 'req/s',
+    cpu: true,
+    variants: [
+      { id: 'bare', label: 'Express 5 bare', baseline: true },
+      { id: 'amas-redis', label: 'amasMiddleware (Redis per-IP limit)', target: 0.9 },
+      { id: 'express-rate-limit-redis', label: 'express-rate-limit + rate-limit-redis' },
+    ],
+  },
+  'http-fastify-redis': {
+    kind: 'http',
+    script: 'servers/fastify.mjs',
+    unit: 'req/s',
+    cpu: true,
+    variants: [
+      { id: 'bare', label: 'Fastify 5 bare', baseline: true },
+      { id: 'amas-redis', label: '@amas/fastify (Redis per-IP limit)', target: 0.8 },
+      { id: 'fastify-rate-limit-redis', label: '@fastify/rate-limit (redis: ioredis client)' },
+    ],
+  },
 };
 
 const ALIASES = {
@@ -86,6 +124,7 @@ const ALIASES = {
   http: ['http-express', 'http-fastify'],
   express: ['http-express'],
   fastify: ['http-fastify'],
+  redis: ['redis-limiter', 'http-express-redis', 'http-fastify-redis'],
 };
 
 const SETTINGS = {
@@ -260,14 +299,14 @@ function lastLines(text, n = 4) {
 // Measurement
 
 /**
- * results[group][variant] = { byRound: (number|null)[], errors, problems, extra }; byRound[r] is the sample
+ * results[group][variant] = { byRound: (number|null)[], errors, problems, extra, cpu }; byRound[r] is the sample
  * taken in round r (null when it failed), so a variant can be paired with its baseline's same-round sample.
  */
 function emptyResults(groups) {
   const results = {};
   for (const g of groups) {
     results[g] = {};
-    for (const v of GROUPS[g].variants) results[g][v.id] = { byRound: [], errors: [], problems: [], extra: [] };
+    for (const v of GROUPS[g].variants) results[g][v.id] = { byRound: [], errors: [], problems: [], extra: [], cpu: [] };
   }
   return results;
 }
@@ -288,15 +327,23 @@ async function runMicroGroups(groups, s, results) {
   if (groups.length === 0) return;
   progress(`micro: ${s.microRounds} rounds x ${groups.map((g) => `${g}(${GROUPS[g].variants.length})`).join(', ')}; ` +
     `${s.sampleMs} ms per sample after ${s.warmupMs} ms warm-up, fresh process per sample`);
-  const timeoutMs = (s.sampleMs + s.warmupMs) * 10 + 30_000;
+  // A group may set its own sample and warm-up times (`timing`, e.g. the I/O-bound Redis group).
+  const timing = (g) => GROUPS[g].timing?.[s.mode] ?? { sampleMs: s.sampleMs, warmupMs: s.warmupMs };
+  for (const g of groups.filter((g) => GROUPS[g].timing)) {
+    const t = timing(g);
+    progress(`  ${g}: ${t.sampleMs} ms per sample after ${t.warmupMs} ms warm-up`);
+  }
   for (let r = 0; r < s.microRounds; r++) {
     const line = [];
     for (const g of groups) {
+      const t = timing(g);
+      const timeoutMs = (t.sampleMs + t.warmupMs) * 10 + 30_000;
       for (const v of rotate(GROUPS[g].variants, r)) {
         const slot = results[g][v.id];
         try {
-          const out = await runJson(GROUPS[g].script, [v.id, s.sampleMs, s.warmupMs], timeoutMs);
+          const out = await runJson(GROUPS[g].script, [v.id, t.sampleMs, t.warmupMs], timeoutMs);
           slot.byRound[r] = out.opsPerSec;
+          if (out.extra) slot.cpu[r] = out.extra;
           if (out.problem) slot.problems.push(out.problem);
           line.push(`${g}/${v.id} ${fmtCount(out.opsPerSec)}`);
         } catch (error) {
@@ -315,6 +362,7 @@ async function runHttpGroups(groups, s, results) {
   progress(`http: ${s.httpRounds} rounds x ${targets.length} servers; ${s.connections} connections, ` +
     `${s.seconds} s per sample after ${s.warmupSeconds} s warm-up per server`);
   const servers = new Map();
+  let probe;
   try {
     for (const { g, v } of targets) {
       try {
@@ -326,11 +374,15 @@ async function runHttpGroups(groups, s, results) {
     }
     const load = (server, seconds) =>
       runJson('load.mjs', [`http://127.0.0.1:${server.port}/hello`, s.connections, seconds], seconds * 1000 + 30_000);
+    // Groups with `cpu: true` (the Redis ones): server and Redis CPU per request around every sample, and a
+    // probe request after it that reads the limiter's own count (see cpuProbe).
+    probe = groups.some((g) => GROUPS[g].cpu) ? await cpuProbe() : undefined;
     for (const { g, v } of targets) {
       const server = servers.get(`${g}/${v.id}`);
       if (!server) continue;
       try {
         await load(server, s.warmupSeconds);
+        if (probe && GROUPS[g].cpu) server.counted = await probe.count(server);
       } catch (error) {
         results[g][v.id].errors.push(`warm-up: ${error.message}`);
       }
@@ -342,11 +394,30 @@ async function runHttpGroups(groups, s, results) {
         if (!server) continue;
         const slot = results[g][v.id];
         try {
+          const measureCpu = probe && GROUPS[g].cpu;
+          const before = measureCpu ? await probe.counters(server) : undefined;
           const out = await load(server, s.seconds);
+          const after = measureCpu ? await probe.counters(server) : undefined;
           slot.byRound[r] = out.reqPerSec;
           slot.extra.push({ latencyP50: out.latencyP50, latencyP99: out.latencyP99 });
           if (out.non2xx > 0 || out.errors > 0 || out.timeouts > 0) {
             slot.problems.push(`non2xx=${out.non2xx} errors=${out.errors} timeouts=${out.timeouts}`);
+          }
+          if (measureCpu) {
+            slot.cpu[r] = {
+              serverCpuUsPerOp: ((after.serverSeconds - before.serverSeconds) * 1e6) / out.requests,
+              serverCpuShare: (after.serverSeconds - before.serverSeconds) / out.seconds,
+              redisCpuUsPerOp: ((after.redisSeconds - before.redisSeconds) * 1e6) / out.requests,
+              redisCpuShare: (after.redisSeconds - before.redisSeconds) / out.seconds,
+              redisCommandsPerOp: (after.redisCommands - before.redisCommands) / out.requests,
+              redisEvalshaPerOp: (after.evalshaCalls - before.evalshaCalls) / out.requests,
+              redisUsPerEvalsha:
+                after.evalshaCalls > before.evalshaCalls
+                  ? (after.evalshaUsec - before.evalshaUsec) / (after.evalshaCalls - before.evalshaCalls)
+                  : null,
+            };
+            const problem = await probe.check(server, v, out.requests, s.connections);
+            if (problem) slot.problems.push(problem);
           }
           line.push(`${g}/${v.id} ${fmtCount(out.reqPerSec)}`);
         } catch (error) {
@@ -357,8 +428,73 @@ async function runHttpGroups(groups, s, results) {
       progress(`  round ${r + 1}/${s.httpRounds}: ${line.join(', ')}`);
     }
   } finally {
+    probe?.close();
     await Promise.all([...servers.values()].map(stopServer));
   }
+}
+
+/**
+ * CPU and count checks for the Redis HTTP groups.
+ * - counters(server): the server process's CPU seconds (/proc/<pid>/stat utime+stime) and Redis's CPU
+ *   seconds and command count (INFO; Redis is shared, so these include anyone else's traffic).
+ * - count(server): one GET /hello whose rate-limit headers say how many requests the limiter has counted for
+ *   this client (limit - remaining, from `RateLimit: ...;r=<remaining>` or `X-RateLimit-Remaining`).
+ * - check(...): a Redis variant must answer with such a header, and its count must have grown by the
+ *   sample's completed requests plus the probe itself, plus at most one in-flight request per connection
+ *   (autocannon stops without waiting for them): each request counted once, in Redis, shared by nothing else.
+ */
+async function cpuProbe() {
+  const { connect, storeLikeOptions } = await import('./lib/redis.mjs');
+  const { readFile } = await import('node:fs/promises');
+  const { execFileSync } = await import('node:child_process');
+  let ticksPerSecond = 100;
+  try {
+    ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    // keep 100, the Linux default
+  }
+  const redis = await connect(storeLikeOptions(false));
+  const LIMIT = 1_000_000_000; // bench/servers/common.mjs
+  return {
+    async counters(server) {
+      const stat = await readFile(`/proc/${server.child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+      const serverSeconds = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond; // utime, stime
+      const info = await redis.call('INFO', 'cpu', 'stats', 'commandstats');
+      const num = (name) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? NaN);
+      const evalsha = /^cmdstat_evalsha:calls=(\d+),usec=(\d+)/m.exec(info);
+      return {
+        serverSeconds,
+        redisSeconds: num('used_cpu_sys') + num('used_cpu_user'),
+        redisCommands: num('total_commands_processed'),
+        evalshaCalls: Number(evalsha?.[1] ?? 0),
+        evalshaUsec: Number(evalsha?.[2] ?? 0),
+      };
+    },
+    async count(server) {
+      const res = await fetch(`http://127.0.0.1:${server.port}/hello`);
+      await res.arrayBuffer();
+      if (res.status !== 200) return { error: `probe answered ${res.status}` };
+      const draft = /;\s*r=(\d+)/.exec(res.headers.get('ratelimit') ?? '');
+      const remaining = draft ? Number(draft[1]) : Number(res.headers.get('x-ratelimit-remaining') ?? NaN);
+      if (!Number.isFinite(remaining)) return { error: 'no rate-limit header on the probe' };
+      return { used: LIMIT - remaining };
+    },
+    async check(server, v, requests, connections) {
+      if (!v.id.includes('redis')) return undefined;
+      const previous = server.counted;
+      const now = await this.count(server);
+      server.counted = now;
+      if (now.error) return now.error;
+      if (!previous || previous.error) return undefined;
+      const grew = now.used - previous.used;
+      if (grew < requests + 1 || grew > requests + 1 + connections) {
+        return `limiter count grew by ${grew} for ${requests} completed requests + 1 probe`;
+      }
+      return undefined;
+    },
+    close: () => redis.disconnect(),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -424,6 +560,7 @@ function summarise(groups, results) {
         problems: slot.problems,
         errors: slot.errors,
         ...(slot.extra.length ? { latency: slot.extra } : {}),
+        ...(slot.cpu.length ? { cpu: slot.cpu } : {}),
       });
     }
   }
@@ -450,7 +587,7 @@ function renderTable(rows) {
 
 const cli = parseCli(process.argv.slice(2));
 const mode = cli.quick ? 'quick' : 'full';
-const settings = { ...SETTINGS[mode] };
+const settings = { ...SETTINGS[mode], mode };
 if (cli.rounds) settings.microRounds = settings.httpRounds = cli.rounds;
 const groups = selectGroups(cli.only);
 const results = emptyResults(groups);
@@ -481,6 +618,26 @@ console.log(
     `(ratio = median of same-round variant/baseline ratios); ` +
     `node ${machine.node}, ${machine.cpus} CPUs (${machine.cpuModel}), load avg at start ${machine.loadAvgAtStart.join(' ')}`,
 );
+const cpuRows = rows.filter((r) => r.cpu);
+if (cpuRows.length) {
+  // Medians over rounds. Redis is shared: its CPU and command counts include anyone else's traffic.
+  const med = (r, k) => median(present(r.cpu.filter(Boolean).map((c) => c[k])));
+  const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+  console.log();
+  console.log('CPU per operation (medians over rounds; client = the bench process for micro, the server process for http).');
+  console.log('Redis is shared: its CPU and command counts include other clients; EVALSHA time is Redis executing the script.');
+  for (const r of cpuRows) {
+    const client = med(r, 'clientCpuUsPerOp');
+    const server = med(r, 'serverCpuUsPerOp');
+    const own = Number.isFinite(client) ? `client ${f(client)} us (${f(med(r, 'clientCpuShare') * 100, 0)}% of a core)` : `server ${f(server)} us (${f(med(r, 'serverCpuShare') * 100, 0)}% of a core)`;
+    const evalsha = med(r, 'redisUsPerEvalsha');
+    console.log(
+      `  ${r.group}/${r.variant}: ${own}; Redis (whole server) ${f(med(r, 'redisCpuUsPerOp'))} us (${f(med(r, 'redisCpuShare') * 100, 0)}%), ` +
+        `${f(med(r, 'redisCommandsPerOp'), 2)} commands incl. inside scripts` +
+        (Number.isFinite(evalsha) ? `; EVALSHA ${f(med(r, 'redisEvalshaPerOp'), 2)}/op at ${f(evalsha, 2)} us each` : ''),
+    );
+  }
+}
 const noisy = rows.filter((r) => r.spread > 0.15).map((r) => `${r.group}/${r.variant} ${(r.spread * 100).toFixed(0)}%`);
 if (noisy.length) console.log(`noisy (max-min over median > 15%): ${noisy.join(', ')}`);
 for (const r of rows) {

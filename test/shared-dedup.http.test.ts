@@ -136,8 +136,8 @@ describe('http.dedup.shared', () => {
     newGate(upstream);
     upstream.release();
     const [x, y] = await Promise.all([post(expressUrl, 'one'), post(fastifyUrl, 'two')]);
-    expect((await x.json()).text).toBe('answer to one');
-    expect((await y.json()).text).toBe('answer to two');
+    expect(((await x.json()) as { text: string }).text).toBe('answer to one');
+    expect(((await y.json()) as { text: string }).text).toBe('answer to two');
     expect(upstream.calls).toBe(2);
   });
 

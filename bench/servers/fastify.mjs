@@ -1,10 +1,15 @@
-/** Fastify 5 bench server. Variants: bare | amas | fastify-rate-limit. */
+/**
+ * Fastify 5 bench server. Variants: bare | amas | fastify-rate-limit, and with a limit kept in Redis
+ * (127.0.0.1:6379, a key prefix of this process's own, deleted on exit): amas-redis | fastify-rate-limit-redis.
+ */
 import Fastify from 'fastify';
 import { amasOptions, BODY, dedup, exitOnSignal, LIMIT, parseArgs, ready } from './common.mjs';
+import { amasRedisOptions, redisServerState } from './redis-common.mjs';
 
-const { variant, port } = parseArgs(['bare', 'amas', 'fastify-rate-limit']);
+const { variant, port } = parseArgs(['bare', 'amas', 'fastify-rate-limit', 'amas-redis', 'fastify-rate-limit-redis']);
 const app = Fastify({ logger: false });
 let routeConfig = {};
+let redis; // Redis variants: { prefix, client, cleanup() }
 
 if (variant === 'amas') {
   const mod = await import('@amas/fastify');
@@ -16,6 +21,17 @@ if (variant === 'amas') {
 } else if (variant === 'fastify-rate-limit') {
   const { default: rateLimit } = await import('@fastify/rate-limit');
   await app.register(rateLimit, { max: LIMIT, timeWindow: 60_000 });
+} else if (variant === 'amas-redis') {
+  // A per-IP limit kept in Redis (one EVALSHA per request), metrics on by default; no breaker, no dedup.
+  const mod = await import('@amas/fastify');
+  const plugin = mod.default ?? mod.amas ?? mod.amasPlugin;
+  redis = await redisServerState('fastify-amas');
+  await app.register(plugin, amasRedisOptions(redis.prefix));
+  await app.amas.ready();
+} else if (variant === 'fastify-rate-limit-redis') {
+  const { default: rateLimit } = await import('@fastify/rate-limit');
+  redis = await redisServerState('fastify-frl', { client: true });
+  await app.register(rateLimit, { max: LIMIT, timeWindow: redis.windowMs, redis: redis.client, nameSpace: `${redis.prefix}frl-` });
 }
 
 app.get('/hello', routeConfig, (_req, reply) => {
@@ -24,4 +40,7 @@ app.get('/hello', routeConfig, (_req, reply) => {
 
 await app.listen({ port, host: '127.0.0.1' });
 ready(app.server.address().port);
-exitOnSignal(() => app.close());
+exitOnSignal(async () => {
+  await app.close();
+  if (redis) await redis.cleanup();
+});

@@ -13,13 +13,9 @@ import { consoleLogger, type Logger } from '../logger.js';
 import { clockSchema, describe, MAX_TIMER_MS, parseOptions, positiveInt } from '../options/validate.js';
 import {
   LIMITER_RESET,
-  SLIDING_WINDOW_CHECK,
-  SLIDING_WINDOW_REFUND,
-  SLIDING_WINDOW_USAGE,
   slidingWindowScriptArgs,
-  TOKEN_BUCKET_CHECK,
-  TOKEN_BUCKET_REFUND,
-  TOKEN_BUCKET_USAGE,
+  slidingWindowScripts,
+  TOKEN_BUCKET_SCRIPTS,
   tokenBucketScriptArgs,
   type LimiterReply,
 } from '../stores/limiter-scripts.js';
@@ -83,8 +79,6 @@ interface Scripts {
   usage: StoreScript<LimiterReply>;
 }
 
-const SLIDING_SCRIPTS: Scripts = { check: SLIDING_WINDOW_CHECK, refund: SLIDING_WINDOW_REFUND, usage: SLIDING_WINDOW_USAGE };
-const TOKEN_SCRIPTS: Scripts = { check: TOKEN_BUCKET_CHECK, refund: TOKEN_BUCKET_REFUND, usage: TOKEN_BUCKET_USAGE };
 
 interface Sleeper {
   timer: TimerHandle | undefined;
@@ -146,13 +140,13 @@ export class StoreLimiter implements AsyncLimiter {
     let config: ScriptArg[];
     if (parsed.algorithm === 'token-bucket') {
       this.name = specName ?? 'token-bucket';
-      this.scripts = TOKEN_SCRIPTS;
+      this.scripts = TOKEN_BUCKET_SCRIPTS;
       this.windows = [{ name: 'bucket', limit: parsed.capacity, windowMs: (parsed.capacity / parsed.refillPerSecond) * 1000 }];
       this.maxCost = parsed.capacity;
       config = tokenBucketScriptArgs(parsed.capacity, parsed.refillPerSecond);
     } else {
       this.name = specName ?? 'sliding-window';
-      this.scripts = SLIDING_SCRIPTS;
+      this.scripts = slidingWindowScripts(parsed.windows.length);
       // Named as SlidingWindowLimiter names them: a lone unnamed window takes the limiter's name if given.
       this.windows = parsed.windows.map((w) => ({
         name: w.name ?? (parsed.windows.length === 1 && specName !== undefined ? specName : defaultWindowName(w.limit, w.window)),
@@ -293,19 +287,26 @@ export class StoreLimiter implements AsyncLimiter {
     return args;
   }
 
+  /** Finishes what the script left to JavaScript (see the reply formats in limiter-scripts.ts). */
   private decision(raw: LimiterReply, cost: number): LimitDecision {
     const retryAfterMs = raw[0] as number;
     const infos = this.windows;
     const windows: WindowState[] = [];
-    for (let w = 0; w < infos.length; w++) {
-      const info = infos[w]!;
-      windows.push({
-        name: info.name,
-        limit: info.limit,
-        windowMs: info.windowMs,
-        remaining: raw[2 * w + 1] as number,
-        resetMs: raw[2 * w + 2] as number,
-      });
+    if (this.algorithm === 'token-bucket') {
+      const info = infos[0]!;
+      windows.push({ name: info.name, limit: info.limit, windowMs: info.windowMs, remaining: raw[1] as number, resetMs: raw[2] as number });
+    } else {
+      for (let w = 0; w < infos.length; w++) {
+        const info = infos[w]!;
+        const left = raw[2 * w + 1] as number;
+        windows.push({
+          name: info.name,
+          limit: info.limit,
+          windowMs: info.windowMs,
+          remaining: left > 0 ? left : 0,
+          resetMs: resetMs(raw[2 * w + 2] as number, info.windowMs),
+        });
+      }
     }
     return { allowed: retryAfterMs === 0, cost, retryAfterMs, windows, source: 'store' };
   }
@@ -316,12 +317,11 @@ export class StoreLimiter implements AsyncLimiter {
       const remaining = raw[0] as number;
       return [{ ...info, used: info.limit - remaining, remaining, resetMs: raw[1] as number }];
     }
-    return this.windows.map((info, w) => ({
-      ...info,
-      used: Number(raw[3 * w]),
-      remaining: raw[3 * w + 1] as number,
-      resetMs: raw[3 * w + 2] as number,
-    }));
+    return this.windows.map((info, w) => {
+      const used = Number(raw[2 * w]);
+      const left = info.limit - used;
+      return { ...info, used, remaining: left > 0 ? Math.floor(left) : 0, resetMs: resetMs(raw[2 * w + 1] as number, info.windowMs) };
+    });
   }
 
   private fallbackCheck(key: string, cost: number): LimitDecision {
@@ -421,6 +421,12 @@ export class StoreLimiter implements AsyncLimiter {
 /** Builds a store-backed limiter from a LimiterSpec; throws InvalidOptionError naming the bad field and value. */
 export function createStoreLimiter(spec: LimiterSpec, options: StoreLimiterOptions): StoreLimiter {
   return new StoreLimiter(spec, options);
+}
+
+/** A window's resetMs from a reply's `t - now` (NO_CHARGE when empty): until that charge is W old. */
+function resetMs(sinceNow: number, windowMs: number): number {
+  const left = sinceNow + windowMs;
+  return left > 0 ? Math.ceil(left) : 0;
 }
 
 /** A replica's share of a capacity or rate: never below 1 (nor above the whole when the whole is below 1). */

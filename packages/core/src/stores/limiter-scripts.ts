@@ -1,28 +1,31 @@
 /**
  * Rate-limiter state on a Store: one key per limiter and user, updated by one script per decision, so a
  * decision costs one round trip however many windows the limiter has. The memory halves run the pure step
- * functions of sliding-window.ts / token-bucket.ts; the Lua halves run the same arithmetic (same float
- * operations in the same order) on a leaner layout, and the conformance tests check both give the
- * in-memory limiters' decisions.
+ * functions of sliding-window.ts / token-bucket.ts; the Lua halves run the same arithmetic (the same float
+ * operations in the same order) on a leaner layout. The conformance tests check both give the in-memory
+ * limiters' decisions.
  *
- * Replies (integers; a fractional `used` as a string):
- * - check:  [retryAfterMs (0 = allowed), then remaining, resetMs per window]
- * - usage:  sliding window [used, remaining, resetMs per window]; token bucket [remaining, resetMs]
- * - refund: 1 when the key held state, else 0
- * - reset:  1 when a key was deleted, else 0
+ * The Lua is written for Redis CPU: every Lua operation costs about as much as a Redis command does, so
+ * the scripts leave what JavaScript can finish (clamping, adding the window length) to the caller, and
+ * replies carry raw differences that Redis truncates to integers:
+ * - sliding-window check: [retryAfterMs (0 = allowed), then per window: limit - used, t - now]
+ *   where t is the time of the newest charge still counted (NO_CHARGE when none):
+ *   remaining = max(0, limit - used), resetMs = max(0, ceil(t - now + windowMs)) (times are whole ms);
+ * - sliding-window usage: per window [used (a string when fractional), t - now];
+ * - token-bucket check: [retryAfterMs, remaining, resetMs]; usage: [remaining, resetMs];
+ * - refund: 1 when the key held state, else 0; reset: 1 when a key was deleted, else 0.
  *
- * Config travels in ARGV on every call (there is no per-key config store): build it once per limiter with
- * `slidingWindowScriptArgs` / `tokenBucketScriptArgs`; ARGV[1] is the cost.
+ * Config travels in ARGV on every call (there is no per-key config store): build the ARGV tail once per
+ * limiter with `slidingWindowScriptArgs` / `tokenBucketScriptArgs` and put the cost in front.
  */
-import { STORE_LUA_NOW, type ScriptArg, type StoreScript } from './store.js';
 import type { MemoryKeyspace } from './memory-keyspace.js';
+import type { ScriptArg, StoreScript } from './store.js';
 import {
   slidingWindowAdvance,
   slidingWindowConsume,
   slidingWindowIdle,
   slidingWindowInitial,
   slidingWindowRefund,
-  slidingWindowResetMs,
   type SlidingWindowConfig,
   type SlidingWindowState,
 } from '../policies/sliding-window.js';
@@ -40,20 +43,60 @@ import {
 /** What a limiter script replies: integers, and strings for fractional values. */
 export type LimiterReply = Array<number | string>;
 
+/** `t - now` in a sliding-window reply when a window holds no charge (its resetMs is 0). */
+export const NO_CHARGE = -1e15;
+
 /**
  * With a test clock the scripts' time is not the server's, whose key expiry runs on real time: keys then
- * live at least this long so a slow test never loses state its clock still counts.
+ * live at least this long (and are refreshed on every charge) so a slow test never loses state its clock
+ * still counts.
  */
 const GIVEN_TIME_MIN_TTL_MS = 60_000;
+
+/** The key expiry is refreshed at most once per this fraction of the TTL (fewer PEXPIREs per decision). */
+const EXPIRY_SLACK_FRACTION = 1 / 8;
 
 const decodeReply = (raw: unknown): LimiterReply => raw as LimiterReply;
 const decodeFlag = (raw: unknown): boolean => raw === 1;
 
-/** `%.17g`-like text for a fractional value (both halves send fractions as strings; integers as numbers). */
+/** `%.17g`-like text for a fractional value (Lua can only reply fractions as strings). */
 function replyNumber(value: number): number | string {
   if (Number.isInteger(value)) return value;
   const text = value.toPrecision(17);
   return text.includes('e') ? text : text.replace(/\.?0+$/, '');
+}
+
+/** The time shared by every script: the caller's (a test clock) or Redis TIME (STORE_LUA_NOW, inlined). */
+const LUA_NOW = `
+local argc = #ARGV
+local given = ARGV[argc]
+local now
+if given ~= '' then
+  now = tonumber(given)
+else
+  local t = redis.call('TIME')
+  now = t[1] * 1000 + math.floor(t[2] / 1000)
+end
+`;
+
+/**
+ * Sets \`expire\` (ms for PEXPIRE, or false) before the state is saved. Expiry is refreshed once the time
+ * passes the refresh `mark`, then set to TTL + slack and the mark to now + slack: every charge is then
+ * followed by at least TTL, at the cost of one PEXPIRE per slack instead of one per decision. With a test
+ * clock every charge refreshes it (in real time, at least GIVEN_TIME_MIN_TTL_MS).
+ */
+function luaExpiry(config: string, mark: string): string {
+  return `
+  local expire = false
+  if given ~= '' or now > ${mark} then
+    local ms, slack = string.match(${config}, '^(%S+) (%S+)')
+    expire = tonumber(ms)
+    if given ~= '' then
+      if expire < ${GIVEN_TIME_MIN_TTL_MS} then expire = ${GIVEN_TIME_MIN_TTL_MS} end
+    else
+      ${mark} = now + tonumber(slack)
+    end
+  end`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -66,86 +109,141 @@ export interface SlidingWindowScriptConfig {
   buckets: readonly number[];
 }
 
-/** FNV-1a over the windows' lengths and bucket counts: state written under another layout is dropped. */
-function slidingLayout(config: SlidingWindowScriptConfig): number {
+/** Names the hash field of the hot state after the windows' lengths and buckets (FNV-1a): other windows miss it. */
+function slidingLayout(config: SlidingWindowScriptConfig): string {
   let hash = 0x811c9dc5;
   const text = config.windowMs.map((w, i) => `${w}/${config.buckets[i]}`).join(',');
   for (let i = 0; i < text.length; i++) {
     hash ^= text.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
-  return hash;
+  return `h${hash.toString(36)}`;
 }
 
 /**
- * ARGV after the cost, for every sliding-window script: layout, ttlMs, then limit, windowMs, buckets per
- * window. The TTL is the longest window plus one of its buckets: by then every unit has left every window.
+ * The ARGV after the cost for every sliding-window script:
+ *   [hot field, "expireMs slackMs windowMs1 buckets1 windowMs2 buckets2 ...", limit1, limit2, ...]
+ * Limits are separate arguments (the fast path reads them); the rest is parsed only off the fast path. The
+ * TTL is the longest window plus one of its buckets (by then every unit has left every window) plus slack.
  */
 export function slidingWindowScriptArgs(config: SlidingWindowScriptConfig): ScriptArg[] {
-  let longest = 0;
   let ttl = 0;
   config.windowMs.forEach((w, i) => {
-    if (w > longest) {
-      longest = w;
-      ttl = Math.ceil(w + w / config.buckets[i]!);
-    }
+    ttl = Math.max(ttl, Math.ceil(w + w / config.buckets[i]!));
   });
-  const args: ScriptArg[] = [slidingLayout(config), ttl];
-  config.limits.forEach((limit, i) => args.push(limit, config.windowMs[i]!, config.buckets[i]!));
-  return args;
+  const slack = Math.max(1, Math.ceil(ttl * EXPIRY_SLACK_FRACTION));
+  const windows = config.windowMs.map((w, i) => `${w} ${config.buckets[i]}`).join(' ');
+  return [slidingLayout(config), `${ttl + slack} ${slack} ${windows}`, ...config.limits];
 }
 
 /*
  * Lua state: a hash per key.
- *   s   header, struct-packed doubles: layout, rotateAt, then per window
- *       head (bucket index), total, headCount, headTime, frontIndex (-1: none), frontCount, frontTime, newestTime
- *   qW  window W's older non-empty buckets, oldest first, struct-packed (index, count, time) records
+ *   h<layout>  hot state, struct-packed doubles: rotateAt, expiry refresh mark, then per window
+ *              used, headCount, headTime (the bucket being charged)
+ *   c          per window: headIndex, frontIndex (-1: none), frontCount, frontTime, newestTime
+ *   q<w>       window w's older non-empty buckets, oldest first: struct-packed (index, count, time) records
  *
- * sliding-window.ts keeps a dense ring of B+1 slots per window. Here the head bucket (the one being charged)
- * lives in the header, and only the non-empty older buckets sit in qW, with copies of its front (oldest) and
- * newest time in the header. An allowed call inside the current buckets is HGET s, HSET s, PEXPIRE: qW is
- * read only when a bucket rotates into it or leaves it (once per bucket length), and when a denial must
- * look past the oldest bucket. A bucket lying in the dense ring's oldest slot is exactly a front record with
- * index head - B, so expiry and the early-exit time (rotateAt) are the same as in the ring.
+ * sliding-window.ts keeps a dense ring of B+1 slots per window. Here the head bucket lives in the hot state
+ * and only the non-empty older buckets are kept, in q<w>, with copies of the front (oldest) record and the
+ * newest record's time in `c`. A bucket in the ring's oldest slot is exactly a front record with index
+ * head - B, so expiry and rotateAt (before it, nothing can rotate or expire) are the same as in the ring.
+ *
+ * An allowed call before rotateAt (the usual case) is TIME, HGET h, HSET h, plus a PEXPIRE once per slack:
+ * no closures, no `c` or `q`. `c` is read when a bucket boundary or an expiry is due, when a call is denied
+ * and when nothing was charged; q<w> only when a bucket rotates into it or leaves it, or a denial must look
+ * past its oldest bucket.
  */
-const SW_PRELUDE = `${STORE_LUA_NOW}
-local key = KEYS[1]
-local argc = #ARGV
-local now = now_ms(ARGV[argc])
-local cost = tonumber(ARGV[1])
-local layout = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-if ARGV[argc] ~= '' and ttl < ${GIVEN_TIME_MIN_TTL_MS} then ttl = ${GIVEN_TIME_MIN_TTL_MS} end
-local n = (argc - 4) / 3
-local L, W, B = {}, {}, {}
-for w = 1, n do
-  local a = 1 + 3 * w
-  L[w] = tonumber(ARGV[a]); W[w] = tonumber(ARGV[a + 1]); B[w] = tonumber(ARGV[a + 2])
-end
-local size = 2 + 8 * n
-local FMT = '<' .. string.rep('d', size)
+interface SlidingShape {
+  n: number;
+  hot: string;
+  hotSize: number;
+  cold: string;
+  coldSize: number;
+}
 
-local S
-local existed = false
-local raw = redis.call('HGET', key, 's')
-if raw then
-  if #raw == 8 * size then
-    S = { struct.unpack(FMT, raw) }
-    existed = S[1] == layout
+function slidingShape(n: number): SlidingShape {
+  return { n, hot: `<${'d'.repeat(2 + 3 * n)}`, hotSize: 2 + 3 * n, cold: `<${'d'.repeat(5 * n)}`, coldSize: 5 * n };
+}
+
+function slidingHead(sh: SlidingShape): string {
+  const limits = Array.from({ length: sh.n }, (_, w) => `tonumber(ARGV[${4 + w}])`).join(', ');
+  return `${LUA_NOW}
+local key = KEYS[1]
+local cost = tonumber(ARGV[1])
+local L = { ${limits} }
+local hot = redis.call('HGET', key, ARGV[2])
+if hot and #hot ~= ${8 * sh.hotSize} then hot = false end
+local H
+`;
+}
+
+/** check only: a call that fits, with nothing due to rotate or expire, touches the hot state alone. */
+function slidingFastPath(sh: SlidingShape): string {
+  return `
+if hot then
+  H = { struct.unpack('${sh.hot}', hot) }
+  if now < H[1] and cost > 0 then
+    local fits = true
+    for w = 1, ${sh.n} do
+      if H[3 * w] + cost - L[w] > 0 then fits = false; break end
+    end
+    if fits then
+      local out = { 0 }
+      for w = 1, ${sh.n} do
+        local i = 3 * w
+        local count = H[i + 1] + cost
+        H[i + 1] = count
+        if now > H[i + 2] or count == cost then H[i + 2] = now end
+        local used = H[i] + cost
+        H[i] = used
+        out[2 * w] = L[w] - used
+        out[2 * w + 1] = H[i + 2] - now
+      end${luaExpiry('ARGV[3]', 'H[2]')}
+      redis.call('HSET', key, ARGV[2], struct.pack('${sh.hot}', unpack(H, 1, ${sh.hotSize})))
+      if expire then redis.call('PEXPIRE', key, expire) end
+      return out
+    end
   end
-  -- Written under other windows: start over.
-  if not existed then redis.call('DEL', key) end
 end
+`;
+}
+
+/** Loads (or starts) the whole state and moves it to now: slidingWindowAdvance on the sparse layout. */
+function slidingGeneral(sh: SlidingShape): string {
+  return `
+local W, B = {}, {}
+do
+  local i = 0
+  for v in string.gmatch(ARGV[3], '%S+') do
+    i = i + 1
+    if i > 2 then
+      if i % 2 == 1 then W[#W + 1] = tonumber(v) else B[#B + 1] = tonumber(v) end
+    end
+  end
+end
+
+local C
+if hot then
+  local cold = redis.call('HGET', key, 'c')
+  if cold and #cold == ${8 * sh.coldSize} then
+    if not H then H = { struct.unpack('${sh.hot}', hot) } end
+    C = { struct.unpack('${sh.cold}', cold) }
+  else
+    hot = false
+  end
+end
+local existed = hot and true or false
 
 -- Earliest time a ring must rotate (just before its next bucket) or its oldest bucket expires.
 local function next_change()
   local at = math.huge
-  for w = 1, n do
-    local k = 8 * w - 6
-    local rotate = math.ceil((S[k + 1] + 1) * W[w] / B[w]) - 1
+  for w = 1, ${sh.n} do
+    local b = 5 * w - 5
+    local head = C[b + 1]
+    local rotate = math.ceil((head + 1) * W[w] / B[w]) - 1
     if rotate < at then at = rotate end
-    if S[k + 6] > 0 and S[k + 5] == S[k + 1] - B[w] then
-      local expires = S[k + 7] + W[w]
+    if C[b + 3] > 0 and C[b + 2] == head - B[w] then
+      local expires = C[b + 4] + W[w]
       if expires < at then at = expires end
     end
   end
@@ -153,13 +251,16 @@ local function next_change()
 end
 
 if not existed then
-  S = { layout, 0 }
-  for w = 1, n do
-    local k = 8 * w - 6
-    S[k + 1] = math.floor(now * B[w] / W[w])
-    S[k + 2] = 0; S[k + 3] = 0; S[k + 4] = 0; S[k + 5] = -1; S[k + 6] = 0; S[k + 7] = 0; S[k + 8] = 0
+  -- Nothing under these windows: drop what other windows (an older config) left, and start empty.
+  redis.call('DEL', key)
+  H = { 0, 0 }
+  C = {}
+  for w = 1, ${sh.n} do
+    local i, b = 3 * w, 5 * w - 5
+    H[i] = 0; H[i + 1] = 0; H[i + 2] = 0
+    C[b + 1] = math.floor(now * B[w] / W[w]); C[b + 2] = -1; C[b + 3] = 0; C[b + 4] = 0; C[b + 5] = 0
   end
-  S[2] = next_change()
+  H[1] = next_change()
 end
 
 local Q, QC = {}, {}
@@ -171,106 +272,97 @@ local function q_of(w)
   end
   return q
 end
-local function set_q(w, k, q)
+local function set_q(w, q)
   Q[w] = q; QC[w] = true
+  local b = 5 * w - 5
   if #q == 0 then
-    S[k + 5] = -1; S[k + 6] = 0; S[k + 7] = 0
+    C[b + 2] = -1; C[b + 3] = 0; C[b + 4] = 0
   else
-    S[k + 5], S[k + 6], S[k + 7] = struct.unpack('<ddd', q)
+    C[b + 2], C[b + 3], C[b + 4] = struct.unpack('<ddd', q)
   end
 end
 
-local dirty = false
--- slidingWindowAdvance: rotate past buckets that left, drop the oldest once W passed since its last charge.
-local function advance()
-  if now < S[2] then return end
-  dirty = true
-  for w = 1, n do
-    local k = 8 * w - 6
-    local b, win = B[w], W[w]
-    local cur = math.floor(now * b / win)
-    local head, total = S[k + 1], S[k + 2]
+local changed = false
+if now >= H[1] then
+  changed = true
+  for w = 1, ${sh.n} do
+    local i, b = 3 * w, 5 * w - 5
+    local buckets, win = B[w], W[w]
+    local cur = math.floor(now * buckets / win)
+    local head, used = C[b + 1], H[i]
     if cur > head then
-      if total == 0 or cur - head > b then
-        if S[k + 6] > 0 then set_q(w, k, '') end
-        total = 0
+      if used == 0 or cur - head > buckets then
+        if C[b + 3] > 0 then set_q(w, '') end
+        used = 0
       else
-        local keep = cur - b
-        if S[k + 3] > 0 or (S[k + 6] > 0 and S[k + 5] < keep) then
+        -- Buckets older than \`keep\` leave the ring, oldest first; the old head joins the older ones.
+        local keep = cur - buckets
+        if H[i + 1] > 0 or (C[b + 3] > 0 and C[b + 2] < keep) then
           local q = q_of(w)
-          if S[k + 3] > 0 then
-            q = q .. struct.pack('<ddd', head, S[k + 3], S[k + 4])
-            S[k + 8] = S[k + 4]
+          if H[i + 1] > 0 then
+            q = q .. struct.pack('<ddd', head, H[i + 1], H[i + 2])
+            C[b + 5] = H[i + 2]
           end
           local pos, len = 1, #q
           while pos < len do
             local index, count = struct.unpack('<dd', q, pos)
             if index >= keep then break end
-            total = total - count
+            used = used - count
             pos = pos + 24
           end
           if pos > 1 then q = string.sub(q, pos) end
-          set_q(w, k, q)
+          set_q(w, q)
         end
       end
-      S[k + 3] = 0
-      S[k + 1] = cur
+      H[i + 1] = 0
+      C[b + 1] = cur
       head = cur
     end
-    if total > 0 and S[k + 6] > 0 and S[k + 5] == head - b and S[k + 7] + win <= now then
-      total = total - S[k + 6]
-      set_q(w, k, string.sub(q_of(w), 25))
+    if used > 0 and C[b + 3] > 0 and C[b + 2] == head - buckets and C[b + 4] + win <= now then
+      -- The oldest bucket: its latest charge has left the window.
+      used = used - C[b + 3]
+      set_q(w, string.sub(q_of(w), 25))
     end
-    if total <= 1e-9 and total ~= 0 then
+    if used <= 1e-9 and used ~= 0 then
       -- Fractional costs can leave float dust; a window holding nothing must read exactly 0.
-      if S[k + 6] > 0 then set_q(w, k, '') end
-      S[k + 3] = 0
-      total = 0
+      if C[b + 3] > 0 then set_q(w, '') end
+      H[i + 1] = 0
+      used = 0
     end
-    S[k + 2] = total
+    H[i] = used
   end
-  S[2] = next_change()
+  H[1] = next_change()
 end
 
 local function save()
-  local packed = struct.pack(FMT, unpack(S, 1, size))
-  if next(QC) == nil then
-    redis.call('HSET', key, 's', packed)
-  else
-    local args = { 'HSET', key, 's', packed }
-    for w = 1, n do
-      if QC[w] then args[#args + 1] = 'q' .. w; args[#args + 1] = Q[w] end
-    end
-    redis.call(unpack(args))
+  local args = { 'HSET', key, ARGV[2], struct.pack('${sh.hot}', unpack(H, 1, ${sh.hotSize})), 'c', struct.pack('${sh.cold}', unpack(C, 1, ${sh.coldSize})) }
+  for w = 1, ${sh.n} do
+    if QC[w] then args[#args + 1] = 'q' .. w; args[#args + 1] = Q[w] end
   end
+  redis.call(unpack(args))
 end
 
-local function remaining(w)
-  local left = L[w] - S[8 * w - 4]
-  if left > 0 then return math.floor(left) end
-  return 0
-end
-
--- slidingWindowResetMs: until the newest non-empty bucket has left the window.
-local function reset_ms(w)
-  local k = 8 * w - 6
-  if S[k + 2] == 0 then return 0 end
-  local t
-  if S[k + 3] > 0 then t = S[k + 4] elseif S[k + 6] > 0 then t = S[k + 8] else return 0 end
-  local left = t + W[w] - now
-  if left > 0 then return math.ceil(left) end
-  return 0
+-- The time of the newest charge window w still counts, minus now (slidingWindowResetMs without W).
+local function since(w)
+  local i = 3 * w
+  if H[i] == 0 then return ${NO_CHARGE} end
+  if H[i + 1] > 0 then return H[i + 2] - now end
+  local b = 5 * w - 5
+  if C[b + 3] > 0 then return C[b + 5] - now end
+  return ${NO_CHARGE}
 end
 `;
+}
 
-const SW_CHECK_LUA = `${SW_PRELUDE}
+function slidingCheckTail(sh: SlidingShape): string {
+  return `
 -- waitForExcess: ms until \`excess\` units have left window w, oldest buckets first.
 local function wait_for(w, excess)
-  local k = 8 * w - 6
+  local i, b = 3 * w, 5 * w - 5
   local need = excess - 1e-9
   local freed, latest = 0, now
-  if S[k + 6] > 0 then
-    freed = S[k + 6]; latest = S[k + 7]
+  if C[b + 3] > 0 then
+    freed = C[b + 3]; latest = C[b + 4]
     if freed < need then
       local q = q_of(w)
       local pos, len = 25, #q
@@ -282,95 +374,92 @@ local function wait_for(w, excess)
       end
     end
   end
-  if freed < need and S[k + 3] > 0 then latest = S[k + 4] end
+  if freed < need and H[i + 1] > 0 then latest = H[i + 2] end
   local wait = math.ceil(latest + W[w] - now)
   if wait < 1 then return 1 end
   return wait
 end
 
-advance()
 local wait = 0
-for w = 1, n do
-  local excess = S[8 * w - 4] + cost - L[w]
+for w = 1, ${sh.n} do
+  local excess = H[3 * w] + cost - L[w]
   if excess > 0 then
     local ww = wait_for(w, excess)
     if ww > wait then wait = ww end
   end
 end
 if wait == 0 and cost > 0 then
-  for w = 1, n do
-    local k = 8 * w - 6
-    local count = S[k + 3] + cost
-    S[k + 3] = count
-    if now > S[k + 4] or count == cost then S[k + 4] = now end
-    S[k + 2] = S[k + 2] + cost
-  end
+  for w = 1, ${sh.n} do
+    local i = 3 * w
+    local count = H[i + 1] + cost
+    H[i + 1] = count
+    if now > H[i + 2] or count == cost then H[i + 2] = now end
+    H[i] = H[i] + cost
+  end${luaExpiry('ARGV[3]', 'H[2]')}
   save()
-  -- Only ever later: after a clock step back, units charged before it still count until their own end.
-  if existed then redis.call('PEXPIRE', key, ttl, 'GT') else redis.call('PEXPIRE', key, ttl) end
-elseif dirty and existed then
+  if expire then redis.call('PEXPIRE', key, expire) end
+elseif changed and existed then
   save()
 end
 local out = { wait }
-for w = 1, n do
-  out[2 * w] = remaining(w)
-  out[2 * w + 1] = reset_ms(w)
+for w = 1, ${sh.n} do
+  out[2 * w] = L[w] - H[3 * w]
+  out[2 * w + 1] = since(w)
 end
 return out
 `;
+}
 
-const SW_REFUND_LUA = `${SW_PRELUDE}
-if cost == 0 or not existed then return 0 end
-advance()
--- slidingWindowRefund: newest buckets first (where a just-admitted charge sits).
-for w = 1, n do
-  local k = 8 * w - 6
-  local left = math.min(cost, S[k + 2])
-  S[k + 2] = S[k + 2] - left
-  local take = math.min(left, S[k + 3])
-  S[k + 3] = S[k + 3] - take
+/** slidingWindowRefund: newest buckets first (where a just-admitted charge sits). */
+function slidingRefundTail(sh: SlidingShape): string {
+  return `
+for w = 1, ${sh.n} do
+  local i, b = 3 * w, 5 * w - 5
+  local left = math.min(cost, H[i])
+  H[i] = H[i] - left
+  local take = math.min(left, H[i + 1])
+  H[i + 1] = H[i + 1] - take
   left = left - take
-  if left > 0 and S[k + 6] > 0 then
+  if left > 0 and C[b + 3] > 0 then
     local q = q_of(w)
     local records = {}
     for pos = 1, #q - 23, 24 do records[#records + 1] = { struct.unpack('<ddd', q, pos) } end
-    for i = #records, 1, -1 do
+    for r = #records, 1, -1 do
       if left <= 0 then break end
-      local r = records[i]
-      take = math.min(left, r[2])
-      r[2] = r[2] - take
+      local record = records[r]
+      take = math.min(left, record[2])
+      record[2] = record[2] - take
       left = left - take
     end
     local parts = {}
-    for i = 1, #records do
-      local r = records[i]
-      if r[2] > 0 then
-        parts[#parts + 1] = struct.pack('<ddd', r[1], r[2], r[3])
-        S[k + 8] = r[3]
+    for r = 1, #records do
+      local record = records[r]
+      if record[2] > 0 then
+        parts[#parts + 1] = struct.pack('<ddd', record[1], record[2], record[3])
+        C[b + 5] = record[3]
       end
     end
-    set_q(w, k, table.concat(parts))
+    set_q(w, table.concat(parts))
   end
 end
 save()
 return 1
 `;
+}
 
-const SW_USAGE_LUA = `${SW_PRELUDE}
-if existed then
-  advance()
-  if dirty then save() end
-end
+function slidingUsageTail(sh: SlidingShape): string {
+  return `
+if changed then save() end
 local out = {}
-for w = 1, n do
-  local total = S[8 * w - 4]
-  if total ~= math.floor(total) then total = string.format('%.17g', total) end
-  out[3 * w - 2] = total
-  out[3 * w - 1] = remaining(w)
-  out[3 * w] = reset_ms(w)
+for w = 1, ${sh.n} do
+  local used = H[3 * w]
+  if used ~= math.floor(used) then used = string.format('%.17g', used) end
+  out[2 * w - 1] = used
+  out[2 * w] = since(w)
 end
 return out
 `;
+}
 
 interface SlidingEntry {
   layout: string;
@@ -386,7 +475,7 @@ function sameConfigArgs(a: string[], b: string[]): boolean {
   return true;
 }
 
-/** The keyspace entry of `key` (dropped when written under another layout) and the config `args` carry. */
+/** The keyspace entry of `key` (dropped when written under other windows) and the config `args` carry. */
 function slidingEntry(space: MemoryKeyspace, key: string, args: string[]): { entry: SlidingEntry | undefined; config: SlidingWindowConfig } {
   let entry = space.get<SlidingEntry>(key);
   if (entry !== undefined && entry.layout !== args[1]) {
@@ -395,11 +484,12 @@ function slidingEntry(space: MemoryKeyspace, key: string, args: string[]): { ent
   }
   if (entry !== undefined && sameConfigArgs(entry.args, args)) return { entry, config: entry.config };
   const config: SlidingWindowConfig = { limits: [], windowMs: [], buckets: [], offsets: [] };
+  const parts = args[2]!.split(' ');
   let offset = 0;
-  for (let i = 3; i + 2 < args.length; i += 3) {
-    const buckets = Number(args[i + 2]);
-    config.limits.push(Number(args[i]));
-    config.windowMs.push(Number(args[i + 1]));
+  for (let i = 2, w = 3; i + 1 < parts.length; i += 2, w++) {
+    const buckets = Number(parts[i + 1]);
+    config.limits.push(Number(args[w]));
+    config.windowMs.push(Number(parts[i]));
     config.buckets.push(buckets);
     config.offsets.push(offset);
     offset += buckets + 1;
@@ -411,161 +501,207 @@ function slidingEntry(space: MemoryKeyspace, key: string, args: string[]): { ent
   return { entry, config };
 }
 
-function slidingRemaining(config: SlidingWindowConfig, state: SlidingWindowState, w: number): number {
-  const left = config.limits[w]! - state.totals[w]!;
-  return left > 0 ? Math.floor(left) : 0;
+/** What `since(w)` replies: the newest counted charge's time minus now, truncated as Redis does. */
+function sinceReply(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number): number {
+  if (state.totals[w] === 0) return NO_CHARGE;
+  const buckets = config.buckets[w]!;
+  const offset = config.offsets[w]!;
+  let cursor = state.cursors[w]!;
+  for (let k = 0; k <= buckets; k++) {
+    if (state.counts[offset + cursor]! > 0) return Math.trunc(state.times[offset + cursor]! - now);
+    cursor = cursor === 0 ? buckets : cursor - 1; // from the head back to the oldest
+  }
+  return NO_CHARGE;
 }
 
-export const SLIDING_WINDOW_CHECK: StoreScript<LimiterReply> = {
-  name: 'sliding-window-check',
-  lua: SW_CHECK_LUA,
-  memory(space, keys, args, now) {
-    const key = keys[0]!;
-    const { entry, config } = slidingEntry(space, key, args);
-    const state = entry !== undefined ? entry.state : slidingWindowInitial(config, now);
-    const cost = Number(args[0]);
-    const wait = slidingWindowConsume(state, config, now, cost);
-    if (wait === 0 && cost > 0) {
-      const ttl = Number(args[2]);
-      if (entry === undefined) space.set(key, { layout: args[1]!, args, config, state } satisfies SlidingEntry, ttl);
-      else if (space.ttl(key) < ttl) space.expire(key, ttl);
-    }
-    const out: LimiterReply = [wait];
-    for (let w = 0; w < config.limits.length; w++) out.push(slidingRemaining(config, state, w), slidingWindowResetMs(state, config, w, now));
-    return out;
-  },
-  decode: decodeReply,
-};
+function slidingCheckMemory(space: MemoryKeyspace, keys: string[], args: string[], now: number): LimiterReply {
+  const key = keys[0]!;
+  const { entry, config } = slidingEntry(space, key, args);
+  const state = entry !== undefined ? entry.state : slidingWindowInitial(config, now);
+  const cost = Number(args[0]);
+  const wait = slidingWindowConsume(state, config, now, cost);
+  if (wait === 0 && cost > 0) {
+    // The store's clock is the script's: the exact TTL (no slack needed) keeps keys until idle.
+    const ttl = Number(args[2]!.slice(0, args[2]!.indexOf(' ')));
+    if (entry === undefined) space.set(key, { layout: args[1]!, args, config, state } satisfies SlidingEntry, ttl);
+    else if (space.ttl(key) < ttl) space.expire(key, ttl);
+  }
+  const out: LimiterReply = [wait];
+  for (let w = 0; w < config.limits.length; w++) out.push(Math.trunc(config.limits[w]! - state.totals[w]!), sinceReply(state, config, w, now));
+  return out;
+}
 
-export const SLIDING_WINDOW_REFUND: StoreScript<boolean> = {
-  name: 'sliding-window-refund',
-  lua: SW_REFUND_LUA,
-  memory(space, keys, args, now) {
-    const { entry, config } = slidingEntry(space, keys[0]!, args);
-    const cost = Number(args[0]);
-    if (cost === 0 || entry === undefined) return 0;
-    slidingWindowRefund(entry.state, config, now, cost);
-    return 1;
-  },
-  decode: decodeFlag,
-};
+function slidingRefundMemory(space: MemoryKeyspace, keys: string[], args: string[], now: number): number {
+  const { entry, config } = slidingEntry(space, keys[0]!, args);
+  const cost = Number(args[0]);
+  if (cost === 0 || entry === undefined) return 0;
+  slidingWindowRefund(entry.state, config, now, cost);
+  return 1;
+}
 
-export const SLIDING_WINDOW_USAGE: StoreScript<LimiterReply> = {
-  name: 'sliding-window-usage',
-  lua: SW_USAGE_LUA,
-  memory(space, keys, args, now) {
-    const key = keys[0]!;
-    const { entry, config } = slidingEntry(space, key, args);
-    let state: SlidingWindowState;
-    if (entry === undefined || slidingWindowIdle(entry.state, config, now)) {
-      if (entry !== undefined) space.delete(key);
-      state = slidingWindowInitial(config, now);
-    } else {
-      state = entry.state;
-      slidingWindowAdvance(state, config, now);
-    }
-    const out: LimiterReply = [];
-    for (let w = 0; w < config.limits.length; w++) {
-      out.push(replyNumber(state.totals[w]!), slidingRemaining(config, state, w), slidingWindowResetMs(state, config, w, now));
-    }
-    return out;
-  },
-  decode: decodeReply,
-};
+function slidingUsageMemory(space: MemoryKeyspace, keys: string[], args: string[], now: number): LimiterReply {
+  const key = keys[0]!;
+  const { entry, config } = slidingEntry(space, key, args);
+  let state: SlidingWindowState;
+  if (entry === undefined || slidingWindowIdle(entry.state, config, now)) {
+    if (entry !== undefined) space.delete(key);
+    state = slidingWindowInitial(config, now);
+  } else {
+    state = entry.state;
+    slidingWindowAdvance(state, config, now);
+  }
+  const out: LimiterReply = [];
+  for (let w = 0; w < config.limits.length; w++) out.push(replyNumber(state.totals[w]!), sinceReply(state, config, w, now));
+  return out;
+}
+
+export interface SlidingWindowScripts {
+  check: StoreScript<LimiterReply>;
+  refund: StoreScript<boolean>;
+  usage: StoreScript<LimiterReply>;
+}
+
+const slidingScripts = new Map<number, SlidingWindowScripts>();
+
+/**
+ * The scripts for limiters with `windowCount` windows (1 to 10). The Lua is generated per count so struct
+ * formats and sizes are constants; the scripts are shared by every limiter with that many windows.
+ */
+export function slidingWindowScripts(windowCount: number): SlidingWindowScripts {
+  let scripts = slidingScripts.get(windowCount);
+  if (scripts === undefined) {
+    const sh = slidingShape(windowCount);
+    const head = slidingHead(sh);
+    const general = slidingGeneral(sh);
+    scripts = {
+      check: {
+        name: 'sliding-window-check',
+        lua: head + slidingFastPath(sh) + general + slidingCheckTail(sh),
+        memory: slidingCheckMemory,
+        decode: decodeReply,
+      },
+      refund: {
+        name: 'sliding-window-refund',
+        lua: `${head}\nif cost == 0 or not hot then return 0 end\n${general}${slidingRefundTail(sh)}`,
+        memory: slidingRefundMemory,
+        decode: decodeFlag,
+      },
+      usage: {
+        name: 'sliding-window-usage',
+        lua: `${head}\nif not hot then\n  local out = {}\n  for w = 1, ${sh.n} do out[2 * w - 1] = 0; out[2 * w] = ${NO_CHARGE} end\n  return out\nend\n${general}${slidingUsageTail(sh)}`,
+        memory: slidingUsageMemory,
+        decode: decodeReply,
+      },
+    };
+    slidingScripts.set(windowCount, scripts);
+  }
+  return scripts;
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Token bucket
 
-/** ARGV after the cost, for every token-bucket script: capacity, refill per ms. */
+/**
+ * The ARGV after the cost for every token-bucket script: [capacity, refill per ms, "expireMs slackMs"].
+ * A bucket is full (the same as no key) at most capacity / refill after any charge.
+ */
 export function tokenBucketScriptArgs(capacity: number, refillPerSecond: number): ScriptArg[] {
-  return [capacity, refillPerSecond / 1000];
+  const refillPerMs = refillPerSecond / 1000;
+  const ttl = Math.ceil(capacity / refillPerMs) + 1;
+  const slack = Math.max(1, Math.ceil(ttl * EXPIRY_SLACK_FRACTION));
+  return [capacity, refillPerMs, `${ttl + slack} ${slack}`];
 }
 
 /*
- * Lua state: a hash per key with t (tokens) and u (updatedAt), written with full precision (%.17g) so the
- * arithmetic matches token-bucket.ts exactly. It expires once the bucket would be full again: a missing key
- * is a full bucket.
+ * Lua state: a hash per key with one field `s`, struct-packed doubles: tokens, updatedAt, expiry refresh
+ * mark (exact doubles, so the arithmetic matches token-bucket.ts). A missing key is a full bucket.
  */
-const TB_PRELUDE = `${STORE_LUA_NOW}
+const TB_HEAD = `${LUA_NOW}
 local key = KEYS[1]
-local argc = #ARGV
-local now = now_ms(ARGV[argc])
 local cost = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local rate = tonumber(ARGV[3])
-local eps = 1e-9 * math.max(1, capacity)
-local st = redis.call('HMGET', key, 't', 'u')
-local tokens, updated = tonumber(st[1]), tonumber(st[2])
-local existed = tokens ~= nil and updated ~= nil
-if not existed then tokens = capacity; updated = now end
-local function refill()
-  if now > updated then
-    local t = tokens + (now - updated) * rate
-    if t < capacity then tokens = t else tokens = capacity end
-    updated = now
-    return true
-  end
-  return false
+local eps = 1e-9
+if capacity > 1 then eps = 1e-9 * capacity end
+local raw = redis.call('HGET', key, 's')
+local H
+if raw then H = { struct.unpack('<ddd', raw) } else H = { capacity, now, 0 } end
+-- tokenBucketRefill
+local refilled = false
+if now > H[2] then
+  local tokens = H[1] + (now - H[2]) * rate
+  if tokens < capacity then H[1] = tokens else H[1] = capacity end
+  H[2] = now
+  refilled = true
 end
 local function reset_ms()
-  local missing = capacity - tokens - eps
+  local missing = capacity - H[1] - eps
   if missing > 0 then return math.ceil(missing / rate) end
   return 0
 end
 `;
 
-const TB_CHECK_LUA = `${TB_PRELUDE}
-local changed = refill()
+const TB_CHECK_LUA = `${TB_HEAD}
 local wait = 0
-local missing = cost - tokens
+local missing = cost - H[1]
 if missing <= eps then
-  local left = tokens - cost
-  if left > 0 then tokens = left else tokens = 0 end
+  local left = H[1] - cost
+  if left > 0 then H[1] = left else H[1] = 0 end
 else
   wait = math.ceil((missing - eps) / rate)
   if wait < 1 then wait = 1 end
 end
-if wait == 0 and cost > 0 then
-  redis.call('HSET', key, 't', tokens, 'u', updated)
-  -- Full again (the same as no key) this long after \`updated\`, which a clock stepping back leaves ahead of now.
-  local ttl = math.ceil((capacity - tokens) / rate) + 1 + math.max(0, updated - now)
-  if ARGV[argc] ~= '' and ttl < ${GIVEN_TIME_MIN_TTL_MS} then ttl = ${GIVEN_TIME_MIN_TTL_MS} end
-  redis.call('PEXPIRE', key, ttl)
-elseif changed and existed then
-  redis.call('HSET', key, 't', tokens, 'u', updated)
+if wait == 0 and cost > 0 then${luaExpiry('ARGV[4]', 'H[3]')}
+  redis.call('HSET', key, 's', struct.pack('<ddd', H[1], H[2], H[3]))
+  if expire then redis.call('PEXPIRE', key, expire) end
+elseif refilled and raw then
+  redis.call('HSET', key, 's', struct.pack('<ddd', H[1], H[2], H[3]))
 end
-return { wait, math.floor(tokens + eps), reset_ms() }
+return { wait, H[1] + eps, reset_ms() }
 `;
 
-const TB_REFUND_LUA = `${TB_PRELUDE}
-if cost == 0 or not existed then return 0 end
-refill()
-tokens = math.min(capacity, tokens + cost)
-redis.call('HSET', key, 't', tokens, 'u', updated)
+const TB_REFUND_LUA = `${TB_HEAD}
+if cost == 0 or not raw then return 0 end
+H[1] = math.min(capacity, H[1] + cost)
+redis.call('HSET', key, 's', struct.pack('<ddd', H[1], H[2], H[3]))
 return 1
 `;
 
-const TB_USAGE_LUA = `${TB_PRELUDE}
-if existed then
-  local elapsed = 0
-  if now > updated then elapsed = now - updated end
-  if tokens + elapsed * rate >= capacity - eps then
-    -- Full again: the same as no state at all.
-    redis.call('DEL', key)
-    tokens = capacity
-  elseif refill() then
-    redis.call('HSET', key, 't', tokens, 'u', updated)
-  end
+// tokenBucketIdle before the refill: a bucket full again is dropped, as TokenBucketLimiter.getUsage does.
+const TB_USAGE_LUA = `${LUA_NOW}
+local key = KEYS[1]
+local capacity = tonumber(ARGV[2])
+local rate = tonumber(ARGV[3])
+local eps = 1e-9
+if capacity > 1 then eps = 1e-9 * capacity end
+local raw = redis.call('HGET', key, 's')
+if not raw then return { capacity + eps, 0 } end
+local tokens, updated, mark = struct.unpack('<ddd', raw)
+local elapsed = 0
+if now > updated then elapsed = now - updated end
+if tokens + elapsed * rate >= capacity - eps then
+  redis.call('DEL', key)
+  return { capacity + eps, 0 }
 end
-return { math.floor(tokens + eps), reset_ms() }
+if now > updated then
+  local t = tokens + (now - updated) * rate
+  if t < capacity then tokens = t else tokens = capacity end
+  updated = now
+  redis.call('HSET', key, 's', struct.pack('<ddd', tokens, updated, mark))
+end
+local missing = capacity - tokens - eps
+local reset = 0
+if missing > 0 then reset = math.ceil(missing / rate) end
+return { tokens + eps, reset }
 `;
 
 function tokenConfig(args: string[]): TokenBucketConfig {
   return { capacity: Number(args[1]), refillPerMs: Number(args[2]) };
 }
 
-function tokenEpsilon(config: TokenBucketConfig): number {
-  return 1e-9 * Math.max(1, config.capacity);
+/** What Redis replies for `tokens + eps` (a Lua number truncated to an integer): whole tokens left. */
+function wholeTokens(state: TokenBucketState, config: TokenBucketConfig): number {
+  return Math.trunc(state.tokens + 1e-9 * Math.max(1, config.capacity));
 }
 
 export const TOKEN_BUCKET_CHECK: StoreScript<LimiterReply> = {
@@ -579,11 +715,11 @@ export const TOKEN_BUCKET_CHECK: StoreScript<LimiterReply> = {
     const cost = Number(args[0]);
     const wait = tokenBucketConsume(state, config, now, cost);
     if (wait === 0 && cost > 0) {
-      const ttl = Math.ceil((config.capacity - state.tokens) / config.refillPerMs) + 1 + Math.max(0, state.updatedAt - now);
+      const ttl = Number(args[3]!.slice(0, args[3]!.indexOf(' ')));
       if (existing === undefined) space.set(key, state, ttl);
       else space.expire(key, ttl);
     }
-    return [wait, Math.floor(state.tokens + tokenEpsilon(config)), tokenBucketResetMs(state, config)];
+    return [wait, wholeTokens(state, config), tokenBucketResetMs(state, config)];
   },
   decode: decodeReply,
 };
@@ -614,10 +750,12 @@ export const TOKEN_BUCKET_USAGE: StoreScript<LimiterReply> = {
     }
     if (state === undefined) state = tokenBucketInitial(config, now);
     else tokenBucketRefill(state, config, now);
-    return [Math.floor(state.tokens + tokenEpsilon(config)), tokenBucketResetMs(state, config)];
+    return [wholeTokens(state, config), tokenBucketResetMs(state, config)];
   },
   decode: decodeReply,
 };
+
+export const TOKEN_BUCKET_SCRIPTS = { check: TOKEN_BUCKET_CHECK, refund: TOKEN_BUCKET_REFUND, usage: TOKEN_BUCKET_USAGE };
 
 // ---------------------------------------------------------------------------------------------------------
 
