@@ -17,4 +17,18 @@ describe('close()', () => {
     // It exited on its own (spawnSync would have killed it at 15 s, well before the 30 s and 60 s timers it armed).
     expect(result.signal).toBeNull();
   });
+
+  it('with Redis (store-backed limits, shared breaker, shared dedup): closes every connection and exits by itself', () => {
+    const fixture = fileURLToPath(new URL('./fixtures/close-handles-redis.mjs', import.meta.url));
+    const result = spawnSync(process.execPath, [fixture], { encoding: 'utf8', timeout: 15_000, cwd: fileURLToPath(new URL('..', import.meta.url)) });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const report = JSON.parse(result.stdout.trim().split('\n').pop()!);
+    // It did hold Redis connections (commands, Pub/Sub), and released every one.
+    expect(report.socketsBeforeClose).toBeGreaterThanOrEqual(2);
+    expect(report.resources).toEqual([]);
+    // A caller waiting on another replica's run is told when its engine closes, not left hanging.
+    expect(report.slowResult).toBe('AMAS_ABORTED');
+    expect(result.signal).toBeNull();
+  });
 });
