@@ -138,6 +138,21 @@ export class Amas implements PipelineHost {
     await this.breakers.ready();
   }
 
+  /**
+   * For adapters' start-up hooks: waits up to `timeoutMs` for the store, like `ready()`, but never fails the
+   * app's start: without Redis the features run on their fallbacks and one line says so. Resolves whether the
+   * store answered.
+   */
+  async warmUp(timeoutMs = 5000): Promise<boolean> {
+    try {
+      await this.ready(timeoutMs);
+      return true;
+    } catch (error) {
+      this.logger.warn(`the shared store is not ready (${error instanceof Error ? error.message : String(error)}); starting on local fallbacks`);
+      return false;
+    }
+  }
+
   private buildLimiter(spec: LimiterSpec, name: string | undefined): Limiter | StoreLimiter {
     if (!this.store) return createLimiter(spec, { clock: this.clock, name });
     const limiter = createStoreLimiter(spec, {

@@ -49,6 +49,10 @@ const plugin: FastifyPluginAsync<AmasFastifyOptions> = async (fastify: FastifyIn
   try {
     fastify.decorate('amas', settings.amas);
     if (settings.owned) fastify.addHook('onClose', () => settings.amas.close());
+    // Connect to the shared store (if any) before the server listens; a missing Redis never blocks start-up.
+    fastify.addHook('onReady', async () => {
+      await settings.amas.warmUp();
+    });
     fastify.addHook('onRoute', (route) => attachRoute(route as unknown as MutableRoute, settings));
   } catch (error) {
     if (settings.owned) await settings.amas.close();

@@ -5,6 +5,7 @@ import {
   type DynamicModule,
   type FactoryProvider,
   type ModuleMetadata,
+  type OnApplicationBootstrap,
   type OnApplicationShutdown,
   type Provider,
 } from '@nestjs/common';
@@ -43,10 +44,14 @@ export interface AmasHandle {
 
 const WHERE = 'AmasModule options';
 
-/** Closes the instance on application shutdown when the module created it. */
+/** Connects the shared store (if any) at bootstrap; closes the instance on shutdown when the module created it. */
 @Injectable()
-export class AmasLifecycle implements OnApplicationShutdown {
+export class AmasLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
   constructor(@Inject(AMAS_HANDLE) private readonly handle: AmasHandle) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.handle.amas.warmUp();
+  }
 
   async onApplicationShutdown(): Promise<void> {
     if (this.handle.owned) await this.handle.amas.close();

@@ -116,9 +116,14 @@ export class RedisStore implements Store {
     return this.status === 'ready' && this.breaker.getState() !== 'open';
   }
 
-  /** Resolves once the command connection is ready; rejects StoreUnavailableError after `timeoutMs`. */
+  /**
+   * Resolves once the command connection is ready. Rejects StoreUnavailableError after `timeoutMs`, or as
+   * soon as a connection attempt has failed (an unreachable Redis should not hold up an app's start: the
+   * features run on their fallbacks and switch over by themselves once it answers).
+   */
   ready(timeoutMs = 5000): Promise<void> {
     if (this.status === 'ready') return Promise.resolve();
+    if (this.status === 'down') return Promise.reject(this.notReady());
     return new Promise((resolve, reject) => {
       const waiter = {
         resolve,
@@ -259,6 +264,10 @@ export class RedisStore implements Store {
     this.events.removeAll();
   }
 
+  private notReady(): StoreUnavailableError {
+    return new StoreUnavailableError(`Redis store: not ready (${this.lastError ?? this.client.status})`);
+  }
+
   /** Runs one command with the deadline, breaker, latency and error accounting every command gets. */
   private command<T>(name: string, timeoutMs: number | undefined, send: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('Redis store closed'));
@@ -384,6 +393,12 @@ export class RedisStore implements Store {
     const onClose = () => {
       if (this.closed) return;
       this.status = 'down';
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) {
+        systemClock.clearTimeout(w.timer);
+        w.reject(this.notReady());
+      }
       this.markDown(new StoreUnavailableError(`Redis store: connection lost (${this.lastError ?? 'closed'})`));
     };
     const onReconnecting = () => {
