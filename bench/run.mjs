@@ -90,6 +90,7 @@ const GROUPS = {
       { id: 'baseline-no-autopipelining', label: 'raw ioredis EVALSHA `return 1` (no auto-pipelining)' },
       { id: 'amas', label: 'AMAS store limiter, 3 windows (1m/1h/1d)', target: 0.9 },
       { id: 'amas-no-autopipelining', label: 'AMAS store limiter, 3 windows, autoPipelining: false' },
+      { id: 'amas-script-raw', label: "AMAS's check script via raw ioredis EVALSHA (diagnostic)" },
       { id: 'rate-limiter-flexible', label: 'rate-limiter-flexible Redis consume (auto-pipelining)' },
       { id: 'rate-limiter-flexible-no-autopipelining', label: 'rate-limiter-flexible Redis consume (no auto-pipelining)' },
     ],

@@ -28,6 +28,7 @@ export * from './policies/token-bucket.js';
 export * from './policies/sliding-window.js';
 export * from './policies/limiters.js';
 export * from './policies/limit-check.js';
+export * from './policies/store-limiter.js';
 export * from './policies/shared-single-flight.js';
 export * from './policies/shared-breaker.js';
 
@@ -39,6 +40,7 @@ export { RedisStore, type RedisStoreOptions } from './stores/redis-store.js';
 export { STORE_LATENCY_BUCKETS_MS } from './stores/store-latency.js';
 export { DEFAULT_STORE_PREFIX } from './stores/store-key.js';
 export * from './stores/lease-scripts.js';
+export * from './stores/limiter-scripts.js';
 
 // HTTP pipeline (used by adapters)
 export * from './http/neutral-request.js';

@@ -59,9 +59,9 @@ describe('createAmas', () => {
     await expect(amas.breaker('other').execute(() => Promise.reject(new Error('1')))).rejects.toThrow('1');
     expect(amas.breaker('other').getState()).toBe('closed');
     const limiter = amas.limiter('daily');
-    expect(limiter.check('u').allowed).toBe(true);
-    expect(limiter.check('u').allowed).toBe(true);
-    expect(limiter.check('u').allowed).toBe(false);
+    expect((await limiter.check('u')).allowed).toBe(true);
+    expect((await limiter.check('u')).allowed).toBe(true);
+    expect((await limiter.check('u')).allowed).toBe(false);
     expect(() => amas.limiter('weekly')).toThrow(/weekly/);
     expect(isAmas(amas)).toBe(true);
     expect(resolveAmas(amas)).toEqual({ amas, owned: false });

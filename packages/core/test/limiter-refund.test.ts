@@ -47,7 +47,7 @@ describe('Limiter.refund', () => {
       const denied = amas.http.admit(req, route);
       expect(denied instanceof Promise ? 'promise' : denied.action).toBe('reject');
     }
-    expect(amas.limiter('wide').getUsage('ip:10.0.0.1')[0]!.used).toBe(1);
+    expect((await amas.limiter('wide').getUsage('ip:10.0.0.1'))[0]!.used).toBe(1);
     await amas.close();
   });
 });

@@ -176,7 +176,7 @@ describe('HTTP pipeline', () => {
     expect(outer.ticket.withdraw(nested.overrides).sort()).toEqual(['ratelimit', 'ratelimit-policy']);
     // The follower was released to run itself, the limit charge given back, the breaker permit released.
     expect((await follower).action).toBe('pass');
-    expect(amas.limiter('global').getUsage('ip:127.0.0.1')[0]!.used).toBe(1); // only the follower's own charge
+    expect((await amas.limiter('global').getUsage('ip:127.0.0.1'))[0]!.used).toBe(1); // only the follower's own charge
     outer.ticket.finish({ status: 500 });
     expect(amas.breaker('up').getState()).toBe('closed');
     // Nothing set by the route: nothing withdrawn.

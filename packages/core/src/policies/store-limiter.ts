@@ -14,7 +14,9 @@ import { clockSchema, describe, MAX_TIMER_MS, parseOptions, positiveInt } from '
 import {
   LIMITER_RESET,
   slidingWindowScriptArgs,
+  slidingWindowPackBase,
   slidingWindowScripts,
+  TOKEN_BUCKET_PACK_BASE,
   TOKEN_BUCKET_SCRIPTS,
   tokenBucketScriptArgs,
   type LimiterReply,
@@ -107,9 +109,13 @@ export class StoreLimiter implements AsyncLimiter {
   private readonly replicas: number;
   private readonly scripts: Scripts;
   private readonly keyTag: string;
+  /** `store.key(keyTag + key)` is keyStart + key + '}' when the store builds keys the standard way. */
+  private readonly keyStart: string | undefined;
   /** [cost, ...config]: copied per call with the cost put in slot 0. */
   private readonly argsTemplate: ScriptArg[];
   private readonly maxCost: number;
+  /** Base of the packed reply of an allowed sliding-window check. */
+  private readonly packBase: number;
   private readonly maxQueue: number;
   private readonly local: Limiter | undefined;
   /** Largest cost the local share admits (a bigger one is charged as this much while on the fallback). */
@@ -143,6 +149,7 @@ export class StoreLimiter implements AsyncLimiter {
       this.scripts = TOKEN_BUCKET_SCRIPTS;
       this.windows = [{ name: 'bucket', limit: parsed.capacity, windowMs: (parsed.capacity / parsed.refillPerSecond) * 1000 }];
       this.maxCost = parsed.capacity;
+      this.packBase = 0;
       config = tokenBucketScriptArgs(parsed.capacity, parsed.refillPerSecond);
     } else {
       this.name = specName ?? 'sliding-window';
@@ -154,6 +161,7 @@ export class StoreLimiter implements AsyncLimiter {
         windowMs: w.window,
       }));
       this.maxCost = Math.min(...parsed.windows.map((w) => w.limit));
+      this.packBase = slidingWindowPackBase(parsed.windows.length);
       const buckets = parsed.buckets ?? 60;
       config = slidingWindowScriptArgs({
         limits: parsed.windows.map((w) => w.limit),
@@ -162,6 +170,9 @@ export class StoreLimiter implements AsyncLimiter {
       });
     }
     this.keyTag = `rl:${this.name}:`;
+    // Hot path: a plain concatenation instead of store.key's rest-parameter call, when they agree.
+    const start = `${this.store.prefix}{${this.keyTag}`;
+    this.keyStart = this.store.key(`${this.keyTag}x`) === `${start}x}` ? start : undefined;
     this.argsTemplate = [0, ...config];
     this.local = this.mode === 'local' ? this.localLimiter(parsed) : undefined;
     this.localMaxCost = this.local === undefined ? 0 : this.localShareOfMaxCost(parsed);
@@ -169,29 +180,35 @@ export class StoreLimiter implements AsyncLimiter {
 
   async check(key: string, cost = 1): Promise<LimitDecision> {
     if (typeof cost !== 'number' || !(cost >= 0 && cost <= this.maxCost)) throw this.costError(cost);
-    if (this.store.available) {
-      try {
-        const raw = await this.store.run(this.scripts.check, [this.store.key(this.keyTag + key)], this.args(cost));
-        this.storeDecisions++;
-        if (!this.onStore) this.backOnStore();
-        return this.decision(raw, cost);
-      } catch (error) {
-        if (!isStoreFailure(error)) throw error;
-        this.lostStore(error);
-      }
-    } else this.lostStore(undefined);
-    return this.fallbackCheck(key, cost);
+    if (!this.store.available) {
+      this.lostStore(undefined);
+      return this.fallbackCheck(key, cost);
+    }
+    let raw: LimiterReply;
+    try {
+      raw = await this.store.run(this.scripts.check, [this.storeKey(key)], this.args(cost));
+    } catch (error) {
+      if (!isStoreFailure(error)) throw error;
+      this.lostStore(error);
+      return this.fallbackCheck(key, cost);
+    }
+    this.storeDecisions++;
+    if (!this.onStore) this.backOnStore();
+    return this.decision(raw, cost);
   }
 
   async getUsage(key: string): Promise<WindowUsage[]> {
     if (this.store.available) {
+      let raw: LimiterReply | undefined;
       try {
-        const raw = await this.store.run(this.scripts.usage, [this.store.key(this.keyTag + key)], this.argsTemplate);
-        if (!this.onStore) this.backOnStore();
-        return this.usage(raw);
+        raw = await this.store.run(this.scripts.usage, [this.storeKey(key)], this.argsTemplate);
       } catch (error) {
         if (!isStoreFailure(error)) throw error;
         this.lostStore(error);
+      }
+      if (raw !== undefined) {
+        if (!this.onStore) this.backOnStore();
+        return this.usage(raw);
       }
     } else this.lostStore(undefined);
     if (this.local !== undefined) return this.local.getUsage(key);
@@ -210,7 +227,7 @@ export class StoreLimiter implements AsyncLimiter {
     if (cost === 0) return;
     if (this.store.available) {
       try {
-        await this.store.run(this.scripts.refund, [this.store.key(this.keyTag + key)], this.args(cost));
+        await this.store.run(this.scripts.refund, [this.storeKey(key)], this.args(cost));
         return;
       } catch (error) {
         if (!isStoreFailure(error)) throw error;
@@ -224,7 +241,7 @@ export class StoreLimiter implements AsyncLimiter {
   async reset(key: string): Promise<void> {
     this.local?.reset(key);
     if (!this.store.available) throw new StoreUnavailableError(`${this.label()}: the store is unavailable; ${key} was reset locally only`);
-    await this.store.run(LIMITER_RESET, [this.store.key(this.keyTag + key)], []);
+    await this.store.run(LIMITER_RESET, [this.storeKey(key)], []);
   }
 
   async take(key: string, cost = 1, options?: TakeOptions): Promise<LimitDecision> {
@@ -281,6 +298,10 @@ export class StoreLimiter implements AsyncLimiter {
     return `StoreLimiter "${this.name}"`;
   }
 
+  private storeKey(key: string): string {
+    return this.keyStart !== undefined ? this.keyStart + key + '}' : this.store.key(this.keyTag + key);
+  }
+
   private args(cost: number): ScriptArg[] {
     const args = this.argsTemplate.slice();
     args[0] = cost;
@@ -289,29 +310,50 @@ export class StoreLimiter implements AsyncLimiter {
 
   /** Finishes what the script left to JavaScript (see the reply formats in limiter-scripts.ts). */
   private decision(raw: LimiterReply, cost: number): LimitDecision {
-    const retryAfterMs = raw[0] as number;
     const infos = this.windows;
     const windows: WindowState[] = [];
+    if (typeof raw === 'number' && this.algorithm === 'token-bucket') {
+      // Allowed: remaining and resetMs, packed.
+      const info = infos[0]!;
+      const resetMs = raw % TOKEN_BUCKET_PACK_BASE;
+      const remaining = (raw - resetMs) / TOKEN_BUCKET_PACK_BASE;
+      windows.push({ name: info.name, limit: info.limit, windowMs: info.windowMs, remaining, resetMs });
+      return { allowed: true, cost, retryAfterMs: 0, windows, source: 'store' };
+    }
+    if (typeof raw === 'number') {
+      // Allowed, every window's newest charge is this one: the used counts, packed.
+      let rest = raw;
+      for (let w = 0; w < infos.length; w++) {
+        const info = infos[w]!;
+        const used = rest % this.packBase;
+        rest = (rest - used) / this.packBase;
+        windows.push({ name: info.name, limit: info.limit, windowMs: info.windowMs, remaining: info.limit - used, resetMs: Math.ceil(info.windowMs) });
+      }
+      return { allowed: true, cost, retryAfterMs: 0, windows, source: 'store' };
+    }
+    const retryAfterMs = raw[0] as number;
     if (this.algorithm === 'token-bucket') {
       const info = infos[0]!;
       windows.push({ name: info.name, limit: info.limit, windowMs: info.windowMs, remaining: raw[1] as number, resetMs: raw[2] as number });
     } else {
-      for (let w = 0; w < infos.length; w++) {
+      const n = infos.length;
+      for (let w = 0; w < n; w++) {
         const info = infos[w]!;
-        const left = raw[2 * w + 1] as number;
+        const left = raw[1 + w] as number;
         windows.push({
           name: info.name,
           limit: info.limit,
           windowMs: info.windowMs,
           remaining: left > 0 ? left : 0,
-          resetMs: resetMs(raw[2 * w + 2] as number, info.windowMs),
+          resetMs: resetMs(raw[1 + n + w] as number, info.windowMs),
         });
       }
     }
     return { allowed: retryAfterMs === 0, cost, retryAfterMs, windows, source: 'store' };
   }
 
-  private usage(raw: LimiterReply): WindowUsage[] {
+  private usage(reply: LimiterReply): WindowUsage[] {
+    const raw = reply as Array<number | string>;
     if (this.algorithm === 'token-bucket') {
       const info = this.windows[0]!;
       const remaining = raw[0] as number;

@@ -5,14 +5,20 @@
  * operations in the same order) on a leaner layout. The conformance tests check both give the in-memory
  * limiters' decisions.
  *
- * The Lua is written for Redis CPU: every Lua operation costs about as much as a Redis command does, so
- * the scripts leave what JavaScript can finish (clamping, adding the window length) to the caller, and
- * replies carry raw differences that Redis truncates to integers:
- * - sliding-window check: [retryAfterMs (0 = allowed), then per window: limit - used, t - now]
+ * The Lua is written for Redis CPU, which it shares with every other client: a redis.call, a tonumber or a
+ * table reply each cost a measurable share of a decision. So the scripts leave what JavaScript can finish
+ * (clamping, adding the window length) to the caller, and replies carry raw differences that Redis
+ * truncates to integers:
+ * - sliding-window check: [retryAfterMs (0 = allowed), limit - used per window, t - now per window]
  *   where t is the time of the newest charge still counted (NO_CHARGE when none):
- *   remaining = max(0, limit - used), resetMs = max(0, ceil(t - now + windowMs)) (times are whole ms);
+ *   remaining = max(0, limit - used), resetMs = max(0, ceil(t - now + windowMs)) (times are whole ms).
+ *   The usual allowed call (every t is now, every used a whole number below slidingWindowPackBase(n))
+ *   replies one integer instead, the used counts packed in base slidingWindowPackBase(n), window 1 lowest:
+ *   Redis spends about as much turning a Lua table into a reply as on the rest of the decision;
  * - sliding-window usage: per window [used (a string when fractional), t - now];
- * - token-bucket check: [retryAfterMs, remaining, resetMs]; usage: [remaining, resetMs];
+ * - token-bucket check: [retryAfterMs, remaining, resetMs], or when allowed with remaining and resetMs
+ *   below TOKEN_BUCKET_PACK_BASE the one integer remaining * TOKEN_BUCKET_PACK_BASE + resetMs;
+ *   usage: [remaining, resetMs];
  * - refund: 1 when the key held state, else 0; reset: 1 when a key was deleted, else 0.
  *
  * Config travels in ARGV on every call (there is no per-key config store): build the ARGV tail once per
@@ -40,8 +46,16 @@ import {
   type TokenBucketState,
 } from '../policies/token-bucket.js';
 
-/** What a limiter script replies: integers, and strings for fractional values. */
-export type LimiterReply = Array<number | string>;
+/** What a limiter script replies: integers, strings for fractional values, or one packed integer. */
+export type LimiterReply = number | Array<number | string>;
+
+/** Base of the packed sliding-window reply for `windowCount` windows: the counts fit 52 bits together. */
+export function slidingWindowPackBase(windowCount: number): number {
+  return 2 ** Math.floor(52 / windowCount);
+}
+
+/** Base of the packed token-bucket reply (remaining and resetMs below it: 2^26, about 18.6 hours of ms). */
+export const TOKEN_BUCKET_PACK_BASE = 2 ** 26;
 
 /** `t - now` in a sliding-window reply when a window holds no charge (its resetMs is 0). */
 export const NO_CHARGE = -1e15;
@@ -109,22 +123,12 @@ export interface SlidingWindowScriptConfig {
   buckets: readonly number[];
 }
 
-/** Names the hash field of the hot state after the windows' lengths and buckets (FNV-1a): other windows miss it. */
-function slidingLayout(config: SlidingWindowScriptConfig): string {
-  let hash = 0x811c9dc5;
-  const text = config.windowMs.map((w, i) => `${w}/${config.buckets[i]}`).join(',');
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return `h${hash.toString(36)}`;
-}
-
 /**
- * The ARGV after the cost for every sliding-window script:
- *   [hot field, "expireMs slackMs windowMs1 buckets1 windowMs2 buckets2 ...", limit1, limit2, ...]
- * Limits are separate arguments (the fast path reads them); the rest is parsed only off the fast path. The
- * TTL is the longest window plus one of its buckets (by then every unit has left every window) plus slack.
+ * The ARGV after the cost for every sliding-window script: [layout, limit1, limit2, ...] where layout is
+ * "expireMs slackMs windowMs1 buckets1 windowMs2 buckets2 ...": parsed only off the fast path, and the name
+ * of the hash field holding the hot state, so state written under other windows is never misread. Limits
+ * are not part of it: a new limit applies to what was counted. The TTL is the longest window plus one of its
+ * buckets (by then every unit has left every window), plus slack.
  */
 export function slidingWindowScriptArgs(config: SlidingWindowScriptConfig): ScriptArg[] {
   let ttl = 0;
@@ -133,12 +137,12 @@ export function slidingWindowScriptArgs(config: SlidingWindowScriptConfig): Scri
   });
   const slack = Math.max(1, Math.ceil(ttl * EXPIRY_SLACK_FRACTION));
   const windows = config.windowMs.map((w, i) => `${w} ${config.buckets[i]}`).join(' ');
-  return [slidingLayout(config), `${ttl + slack} ${slack} ${windows}`, ...config.limits];
+  return [`${ttl + slack} ${slack} ${windows}`, ...config.limits];
 }
 
 /*
  * Lua state: a hash per key.
- *   h<layout>  hot state, struct-packed doubles: rotateAt, expiry refresh mark, then per window
+ *   <layout>   hot state, struct-packed doubles: rotateAt, expiry refresh mark, then per window
  *              used, headCount, headTime (the bucket being charged)
  *   c          per window: headIndex, frontIndex (-1: none), frontCount, frontTime, newestTime
  *   q<w>       window w's older non-empty buckets, oldest first: struct-packed (index, count, time) records
@@ -148,7 +152,8 @@ export function slidingWindowScriptArgs(config: SlidingWindowScriptConfig): Scri
  * newest record's time in `c`. A bucket in the ring's oldest slot is exactly a front record with index
  * head - B, so expiry and rotateAt (before it, nothing can rotate or expire) are the same as in the ring.
  *
- * An allowed call before rotateAt (the usual case) is TIME, HGET h, HSET h, plus a PEXPIRE once per slack:
+ * An allowed call before rotateAt (the usual case) is TIME, HGET and HSET of the hot field, plus a PEXPIRE
+ * once per slack, and replies one integer:
  * no closures, no `c` or `q`. `c` is read when a bucket boundary or an expiry is due, when a call is denied
  * and when nothing was charged; q<w> only when a bucket rotates into it or leaves it, or a denial must look
  * past its oldest bucket.
@@ -166,43 +171,39 @@ function slidingShape(n: number): SlidingShape {
 }
 
 function slidingHead(sh: SlidingShape): string {
-  const limits = Array.from({ length: sh.n }, (_, w) => `tonumber(ARGV[${4 + w}])`).join(', ');
   return `${LUA_NOW}
 local key = KEYS[1]
-local cost = tonumber(ARGV[1])
-local L = { ${limits} }
 local hot = redis.call('HGET', key, ARGV[2])
 if hot and #hot ~= ${8 * sh.hotSize} then hot = false end
-local H
 `;
 }
 
-/** check only: a call that fits, with nothing due to rotate or expire, touches the hot state alone. */
+/**
+ * check only: a call that fits, with nothing due to rotate or expire, touches the hot state alone. Unrolled
+ * per window into locals (no tables); limits are read from ARGV by arithmetic coercion (no tonumber calls).
+ */
 function slidingFastPath(sh: SlidingShape): string {
+  const ws = Array.from({ length: sh.n }, (_, i) => i + 1);
+  const state = ['rotate_at', 'mark', ...ws.flatMap((w) => [`u${w}`, `c${w}`, `t${w}`])].join(', ');
+  const fits = ws.map((w) => `u${w} + cost - ARGV[${2 + w}] <= 0`).join(' and ');
+  const charge = ws
+    .map((w) => `    c${w} = c${w} + cost; if now > t${w} or c${w} == cost then t${w} = now end; u${w} = u${w} + cost`)
+    .join('\n');
+  const base = slidingWindowPackBase(sh.n);
+  const packable = ws.map((w) => `t${w} == now and u${w} % 1 == 0 and u${w} < ${base}`).join(' and ');
+  const packed = ws.reduceRight((inner, w) => (inner === '' ? `u${w}` : `u${w} + ${base} * (${inner})`), '');
+  const left = ws.map((w) => `ARGV[${2 + w}] - u${w}`).join(', ');
+  const since = ws.map((w) => `t${w} - now`).join(', ');
   return `
 if hot then
-  H = { struct.unpack('${sh.hot}', hot) }
-  if now < H[1] and cost > 0 then
-    local fits = true
-    for w = 1, ${sh.n} do
-      if H[3 * w] + cost - L[w] > 0 then fits = false; break end
-    end
-    if fits then
-      local out = { 0 }
-      for w = 1, ${sh.n} do
-        local i = 3 * w
-        local count = H[i + 1] + cost
-        H[i + 1] = count
-        if now > H[i + 2] or count == cost then H[i + 2] = now end
-        local used = H[i] + cost
-        H[i] = used
-        out[2 * w] = L[w] - used
-        out[2 * w + 1] = H[i + 2] - now
-      end${luaExpiry('ARGV[3]', 'H[2]')}
-      redis.call('HSET', key, ARGV[2], struct.pack('${sh.hot}', unpack(H, 1, ${sh.hotSize})))
-      if expire then redis.call('PEXPIRE', key, expire) end
-      return out
-    end
+  local cost = ARGV[1] + 0
+  local ${state} = struct.unpack('${sh.hot}', hot)
+  if now < rotate_at and cost > 0 and ${fits} then
+${charge}${luaExpiry('ARGV[2]', 'mark')}
+    redis.call('HSET', key, ARGV[2], struct.pack('${sh.hot}', ${state}))
+    if expire then redis.call('PEXPIRE', key, expire) end
+    if ${packable} then return ${packed} end
+    return { 0, ${left}, ${since} }
   end
 end
 `;
@@ -210,11 +211,15 @@ end
 
 /** Loads (or starts) the whole state and moves it to now: slidingWindowAdvance on the sparse layout. */
 function slidingGeneral(sh: SlidingShape): string {
+  const limits = Array.from({ length: sh.n }, (_, w) => `tonumber(ARGV[${3 + w}])`).join(', ');
   return `
+local cost = tonumber(ARGV[1])
+local L = { ${limits} }
+local H
 local W, B = {}, {}
 do
   local i = 0
-  for v in string.gmatch(ARGV[3], '%S+') do
+  for v in string.gmatch(ARGV[2], '%S+') do
     i = i + 1
     if i > 2 then
       if i % 2 == 1 then W[#W + 1] = tonumber(v) else B[#B + 1] = tonumber(v) end
@@ -395,17 +400,26 @@ if wait == 0 and cost > 0 then
     H[i + 1] = count
     if now > H[i + 2] or count == cost then H[i + 2] = now end
     H[i] = H[i] + cost
-  end${luaExpiry('ARGV[3]', 'H[2]')}
+  end${luaExpiry('ARGV[2]', 'H[2]')}
   save()
   if expire then redis.call('PEXPIRE', key, expire) end
 elseif changed and existed then
   save()
 end
-local out = { wait }
+local out, packed, scale = { wait }, 0, 1
 for w = 1, ${sh.n} do
-  out[2 * w] = L[w] - H[3 * w]
-  out[2 * w + 1] = since(w)
+  local used = H[3 * w]
+  out[1 + w] = L[w] - used
+  local t = since(w)
+  out[${1 + sh.n} + w] = t
+  if packed and t == 0 and used % 1 == 0 and used < ${slidingWindowPackBase(sh.n)} then
+    packed = packed + scale * used
+    scale = scale * ${slidingWindowPackBase(sh.n)}
+  else
+    packed = false
+  end
 end
+if wait == 0 and packed then return packed end
 return out
 `;
 }
@@ -462,6 +476,7 @@ return out
 }
 
 interface SlidingEntry {
+  /** The layout arg it was written under (the Lua's hot field name). */
   layout: string;
   /** The config args it was parsed from (limits may change between calls; the layout may not). */
   args: string[];
@@ -484,9 +499,9 @@ function slidingEntry(space: MemoryKeyspace, key: string, args: string[]): { ent
   }
   if (entry !== undefined && sameConfigArgs(entry.args, args)) return { entry, config: entry.config };
   const config: SlidingWindowConfig = { limits: [], windowMs: [], buckets: [], offsets: [] };
-  const parts = args[2]!.split(' ');
+  const parts = args[1]!.split(' ');
   let offset = 0;
-  for (let i = 2, w = 3; i + 1 < parts.length; i += 2, w++) {
+  for (let i = 2, w = 2; i + 1 < parts.length; i += 2, w++) {
     const buckets = Number(parts[i + 1]);
     config.limits.push(Number(args[w]));
     config.windowMs.push(Number(parts[i]));
@@ -522,13 +537,26 @@ function slidingCheckMemory(space: MemoryKeyspace, keys: string[], args: string[
   const wait = slidingWindowConsume(state, config, now, cost);
   if (wait === 0 && cost > 0) {
     // The store's clock is the script's: the exact TTL (no slack needed) keeps keys until idle.
-    const ttl = Number(args[2]!.slice(0, args[2]!.indexOf(' ')));
+    const ttl = Number(args[1]!.slice(0, args[1]!.indexOf(' ')));
     if (entry === undefined) space.set(key, { layout: args[1]!, args, config, state } satisfies SlidingEntry, ttl);
     else if (space.ttl(key) < ttl) space.expire(key, ttl);
   }
-  const out: LimiterReply = [wait];
-  for (let w = 0; w < config.limits.length; w++) out.push(Math.trunc(config.limits[w]! - state.totals[w]!), sinceReply(state, config, w, now));
-  return out;
+  const n = config.limits.length;
+  const base = slidingWindowPackBase(n);
+  const out: Array<number | string> = [wait];
+  let packed = wait === 0 ? 0 : -1;
+  let scale = 1;
+  for (let w = 0; w < n; w++) out.push(Math.trunc(config.limits[w]! - state.totals[w]!));
+  for (let w = 0; w < n; w++) {
+    const since = sinceReply(state, config, w, now);
+    out.push(since);
+    const used = state.totals[w]!;
+    if (packed >= 0 && since === 0 && Number.isInteger(used) && used < base) {
+      packed += scale * used;
+      scale *= base;
+    } else packed = -1;
+  }
+  return packed >= 0 ? packed : out;
 }
 
 function slidingRefundMemory(space: MemoryKeyspace, keys: string[], args: string[], now: number): number {
@@ -550,7 +578,7 @@ function slidingUsageMemory(space: MemoryKeyspace, keys: string[], args: string[
     state = entry.state;
     slidingWindowAdvance(state, config, now);
   }
-  const out: LimiterReply = [];
+  const out: Array<number | string> = [];
   for (let w = 0; w < config.limits.length; w++) out.push(replyNumber(state.totals[w]!), sinceReply(state, config, w, now));
   return out;
 }
@@ -582,7 +610,7 @@ export function slidingWindowScripts(windowCount: number): SlidingWindowScripts 
       },
       refund: {
         name: 'sliding-window-refund',
-        lua: `${head}\nif cost == 0 or not hot then return 0 end\n${general}${slidingRefundTail(sh)}`,
+        lua: `${head}\nif not hot or tonumber(ARGV[1]) == 0 then return 0 end\n${general}${slidingRefundTail(sh)}`,
         memory: slidingRefundMemory,
         decode: decodeFlag,
       },
@@ -657,7 +685,11 @@ if wait == 0 and cost > 0 then${luaExpiry('ARGV[4]', 'H[3]')}
 elseif refilled and raw then
   redis.call('HSET', key, 's', struct.pack('<ddd', H[1], H[2], H[3]))
 end
-return { wait, H[1] + eps, reset_ms() }
+local remaining, reset = math.floor(H[1] + eps), reset_ms()
+if wait == 0 and remaining < ${TOKEN_BUCKET_PACK_BASE} and reset < ${TOKEN_BUCKET_PACK_BASE} then
+  return remaining * ${TOKEN_BUCKET_PACK_BASE} + reset
+end
+return { wait, remaining, reset }
 `;
 
 const TB_REFUND_LUA = `${TB_HEAD}
@@ -719,7 +751,10 @@ export const TOKEN_BUCKET_CHECK: StoreScript<LimiterReply> = {
       if (existing === undefined) space.set(key, state, ttl);
       else space.expire(key, ttl);
     }
-    return [wait, wholeTokens(state, config), tokenBucketResetMs(state, config)];
+    const remaining = wholeTokens(state, config);
+    const reset = tokenBucketResetMs(state, config);
+    if (wait === 0 && remaining < TOKEN_BUCKET_PACK_BASE && reset < TOKEN_BUCKET_PACK_BASE) return remaining * TOKEN_BUCKET_PACK_BASE + reset;
+    return [wait, remaining, reset];
   },
   decode: decodeReply,
 };

@@ -72,3 +72,38 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+export interface StoreHooks {
+  /** What `available` reports (default: the inner store's). */
+  available?: () => boolean;
+  /** When it returns an error, `run` rejects with it instead of running. */
+  failRun?: () => Error | undefined;
+}
+
+/** A store that forwards to `inner` and counts runs, with hooks to report it down or make runs fail. */
+export function wrapStore(inner: Store, hooks: StoreHooks = {}): Store & { runs: number } {
+  const wrapper = {
+    runs: 0,
+    kind: inner.kind,
+    prefix: inner.prefix,
+    key: (tag: string, ...rest: string[]) => inner.key(tag, ...rest),
+    run: ((script, keys, args, options) => {
+      wrapper.runs++;
+      const error = hooks.failRun?.();
+      return error ? Promise.reject(error) : inner.run(script, keys, args, options);
+    }) as Store['run'],
+    get: (key: string) => inner.get(key),
+    set: ((key, value, options) => inner.set(key, value, options)) as Store['set'],
+    delete: (key: string) => inner.delete(key),
+    increment: ((key, by, ttl) => inner.increment(key, by, ttl)) as Store['increment'],
+    publish: (channel: string, message: string) => inner.publish(channel, message),
+    subscribe: ((channel, listener) => inner.subscribe(channel, listener)) as Store['subscribe'],
+    get available() {
+      return hooks.available ? hooks.available() : inner.available;
+    },
+    health: () => inner.health(),
+    on: ((event, listener) => inner.on(event, listener)) as Store['on'],
+    close: () => inner.close(),
+  };
+  return wrapper;
+}

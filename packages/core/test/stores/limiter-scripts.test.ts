@@ -6,8 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LimitDecision, Limiter } from '../../src/policies/limit-decision.js';
 import { createLimiter, type LimiterSpec } from '../../src/policies/limiters.js';
-import { createStoreLimiter, type StoreLimiter } from '../../src/policies/store-limiter.js';
-import { slidingWindowScriptArgs, slidingWindowScripts } from '../../src/stores/limiter-scripts.js';
+import { createStoreLimiter } from '../../src/policies/store-limiter.js';
+import { slidingWindowPackBase, slidingWindowScriptArgs, slidingWindowScripts } from '../../src/stores/limiter-scripts.js';
 import type { RedisStore } from '../../src/stores/redis-store.js';
 import { seededRandom } from '../helpers.js';
 import { closeRedisStore, redisStore, STORE_FIXTURES, type LimiterStoreFixture } from './limiter-fixtures.js';
@@ -127,6 +127,8 @@ describe.each(STORE_FIXTURES)('limiter scripts on %s', (_label, make) => {
       ['small bucket', { algorithm: 'token-bucket', capacity: 5, refillPerSecond: 2 }, { costs: [1, 1, 2, 0], stepMs: 500, jumpMs: 5000 }],
       ['fractional capacity and rate', { algorithm: 'token-bucket', capacity: 2.5, refillPerSecond: 0.7 }, { costs: [0.5, 1, 2.5, 0.3], stepMs: 900, jumpMs: 8000 }],
       ['fast refill, token costs', { algorithm: 'token-bucket', capacity: 1000, refillPerSecond: 3000 }, { costs: [1, 100, 333, 1000], stepMs: 120, jumpMs: 2000 }],
+      // Refill times past TOKEN_BUCKET_PACK_BASE ms: allowed calls reply in full, not packed.
+      ['slow refill', { algorithm: 'token-bucket', capacity: 100, refillPerSecond: 0.001 }, { costs: [1, 5, 10, 0.5], stepMs: 600_000, jumpMs: 30_000_000 }],
     ];
 
     it.each(cases)('%s', async (_name, spec, options) => {
@@ -345,9 +347,13 @@ describe('limiter scripts on RedisStore with server time (no test clock)', () =>
     const key = store.key('rl:lean:u');
     const tail = slidingWindowScriptArgs({ limits: [100, 1000, 10_000], windowMs: [3_600_000, 7_200_000, 86_400_000], buckets: [60, 60, 60] });
     const check = slidingWindowScripts(3).check;
-    for (let i = 0; i < 5; i++) expect((await store.run(check, [key], [1, ...tail]))[0]).toBe(0);
+    const base = slidingWindowPackBase(3);
+    for (let used = 1; used <= 5; used++) {
+      // Allowed, newest charge now in every window: one integer, the used counts packed (window 1 lowest).
+      expect(await store.run(check, [key], [1, ...tail])).toBe(used + base * (used + base * used));
+    }
     // Buckets of a minute and more: the five calls stay in the head buckets, so no q<w> field was written.
-    expect((await store.connection.hkeys(key)).sort()).toEqual(['c', tail[0]]);
+    expect((await store.connection.hkeys(key)).sort()).toEqual([tail[0], 'c'].sort());
     expect(await store.connection.hstrlen(key, tail[0] as string)).toBe(8 * (2 + 3 * 3));
   });
 });
