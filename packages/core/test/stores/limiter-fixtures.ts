@@ -10,6 +10,7 @@ import type { Logger } from '../../src/logger.js';
 import { MemoryStore } from '../../src/stores/memory-store.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
 import type { Store } from '../../src/stores/store.js';
+import { startRedisCluster, type RedisClusterHandle } from '../../../../test/support/redis-servers.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -37,10 +38,31 @@ export const redisFixture: FixtureFactory = async (start) => {
   return { store, clock, ttl: (key) => store.connection.pttl(key), close: () => closeRedisStore(store) };
 };
 
+/**
+ * RedisStore on a 3-node Redis Cluster the suite starts itself (once per test file, on first use); call
+ * `stopTestCluster` in the file's afterAll. Keys vanish with the cluster.
+ */
+let cluster: Promise<RedisClusterHandle> | undefined;
+export const clusterFixture: FixtureFactory = async (start) => {
+  cluster ??= startRedisCluster();
+  const { nodes } = await cluster;
+  const clock = new ManualClock(start);
+  const store = new RedisStore({ cluster: { nodes }, clock, prefix: uniquePrefix(), logger: recordingLogger() });
+  await store.ready(10_000);
+  return { store, clock, ttl: (key) => store.connection.pttl(key), close: () => store.close() };
+};
+
+export async function stopTestCluster(): Promise<void> {
+  const started = cluster;
+  cluster = undefined;
+  if (started) await (await started).stop();
+}
+
 /** The stores every conformance suite runs on. */
 export const STORE_FIXTURES: Array<[string, FixtureFactory]> = [
   ['MemoryStore', memoryFixture],
   ['RedisStore', redisFixture],
+  ['RedisStore on a 3-node Cluster', clusterFixture],
 ];
 
 /** A connected RedisStore on a fresh prefix (fails loudly when no Redis answers). */

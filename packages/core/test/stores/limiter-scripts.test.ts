@@ -3,14 +3,14 @@
  * are replayed on SlidingWindowLimiter / TokenBucketLimiter and on a StoreLimiter at the same ManualClock
  * times, and every decision, usage report, refund and reset must match exactly.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { LimitDecision, Limiter } from '../../src/policies/limit-decision.js';
 import { createLimiter, type LimiterSpec } from '../../src/policies/limiters.js';
 import { createStoreLimiter } from '../../src/policies/store-limiter.js';
 import { slidingWindowPackBase, slidingWindowScriptArgs, slidingWindowScripts } from '../../src/stores/limiter-scripts.js';
 import type { RedisStore } from '../../src/stores/redis-store.js';
 import { seededRandom } from '../helpers.js';
-import { closeRedisStore, redisStore, STORE_FIXTURES, type LimiterStoreFixture } from './limiter-fixtures.js';
+import { closeRedisStore, redisStore, stopTestCluster, STORE_FIXTURES, type LimiterStoreFixture } from './limiter-fixtures.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -74,6 +74,10 @@ async function replay(f: LimiterStoreFixture, spec: LimiterSpec, o: ReplayOption
   }
   return { allowed, denied };
 }
+
+afterAll(async () => {
+  await stopTestCluster();
+});
 
 describe.each(STORE_FIXTURES)('limiter scripts on %s', (_label, make) => {
   let f: LimiterStoreFixture;
