@@ -88,8 +88,8 @@ const GROUPS = {
     variants: [
       { id: 'baseline', label: 'raw ioredis EVALSHA `return 1` (auto-pipelining)', baseline: true },
       { id: 'baseline-no-autopipelining', label: 'raw ioredis EVALSHA `return 1` (no auto-pipelining)' },
-      { id: 'amas', label: 'AMAS store limiter, 3 windows (1m/1h/1d)', target: 0.9 },
-      { id: 'amas-no-autopipelining', label: 'AMAS store limiter, 3 windows, autoPipelining: false' },
+      { id: 'amas', label: 'AMAS store limiter, 3 windows (1m/1h/1d), defaults', target: 0.9 },
+      { id: 'amas-autopipelining', label: 'AMAS store limiter, 3 windows, autoPipelining: true' },
       { id: 'amas-script-raw', label: "AMAS's check script via raw ioredis EVALSHA (diagnostic)" },
       { id: 'rate-limiter-flexible', label: 'rate-limiter-flexible Redis consume (auto-pipelining)' },
       { id: 'rate-limiter-flexible-no-autopipelining', label: 'rate-limiter-flexible Redis consume (no auto-pipelining)' },

@@ -127,24 +127,47 @@ describe('RedisStore', () => {
       expect(store.health().reconnects).toBeGreaterThan(0);
     });
 
-    it('a hung Redis: commands time out, the breaker around Redis opens and later calls fail fast', async () => {
-      const store = track(new RedisStore({ url: server.url, prefix: prefix(), commandTimeoutMs: 100, breaker: { failureThreshold: 2, recoveryTimeoutMs: 60_000 }, logger: { warn() {}, error() {} } }));
+    it('a hung Redis: waiting commands time out together, the connection is reset, later calls fail fast, and it recovers', async () => {
+      const store = track(new RedisStore({ url: server.url, prefix: prefix(), commandTimeoutMs: 100, logger: { warn() {}, error() {} } }));
       await store.ready();
       expect(await store.set(store.key('h'), 'x')).toBe(true);
       server.pause();
       try {
+        const waiting = await Promise.all([store.get(store.key('h')), store.get(store.key('h')), store.get(store.key('h'))].map((p) => p.catch((e: unknown) => e)));
+        for (const error of waiting) {
+          expect(error).toBeInstanceOf(StoreUnavailableError);
+          expect(String((error as Error).message)).toMatch(/timed out after 100ms/);
+        }
+        expect(store.health().timeouts).toBe(3);
+        expect(store.available).toBe(false);
+        const fast = await store.get(store.key('h')).catch((e: unknown) => e);
+        expect(fast).toBeInstanceOf(StoreUnavailableError);
+        expect(String((fast as Error).message)).toMatch(/not sent/);
+        expect(store.health().timeouts).toBe(3); // never sent, so it could not time out
+      } finally {
+        server.resume();
+      }
+      await waitUntil('the store to reconnect', async () => store.available, { timeoutMs: 10_000 });
+      expect(await store.get(store.key('h'))).toBe('x');
+    });
+
+    it('a client you pass in is never reset: its commands time out one by one and the breaker opens', async () => {
+      const client = new Redis(server.port, '127.0.0.1', { enableOfflineQueue: false });
+      await new Promise((r) => client.once('ready', r));
+      const store = track(new RedisStore({ client, prefix: prefix(), commandTimeoutMs: 100, breaker: { failureThreshold: 2, recoveryTimeoutMs: 60_000 } }));
+      server.pause();
+      try {
         const first = await store.get(store.key('h')).catch((e: unknown) => e);
-        expect(first).toBeInstanceOf(StoreUnavailableError);
         expect(String((first as Error).message)).toMatch(/timed out after 100ms/);
         await store.get(store.key('h')).catch(() => undefined);
         expect(store.health().timeouts).toBe(2);
         expect(store.health().breaker).toBe('open');
         const fast = await store.get(store.key('h')).catch((e: unknown) => e);
         expect(String((fast as Error).message)).toMatch(/breaker is open/);
-        expect(store.health().timeouts).toBe(2); // never sent, so it could not time out
-        expect(store.available).toBe(false);
+        expect(client.status).toBe('ready'); // the user's connection was left alone
       } finally {
         server.resume();
+        client.disconnect();
       }
     });
 

@@ -13,7 +13,7 @@ export const REDIS_WINDOW_MS = 3_600_000;
 
 /**
  * Diagnostics only (not used by run.mjs): AMAS_BENCH_REDIS_AUTOPIPELINING=0 starts the amas-redis variants
- * with `redis.autoPipelining: false` (RedisStore's default is true), and =1 sets it to true explicitly.
+ * with `redis.autoPipelining: false` (RedisStore's default is false), and =1 sets it to true explicitly.
  */
 const autoPipelining =
   process.env.AMAS_BENCH_REDIS_AUTOPIPELINING === undefined ? {} : { autoPipelining: process.env.AMAS_BENCH_REDIS_AUTOPIPELINING !== '0' };

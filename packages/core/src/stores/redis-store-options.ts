@@ -22,7 +22,11 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number;
   /** Longest wait between reconnect attempts (default 500ms). */
   maxReconnectDelayMs?: number;
-  /** ioredis auto-pipelining on the command connection (default true: measured faster in bench/). */
+  /**
+   * ioredis auto-pipelining on the command connection. Default false: for limiter decisions it measured slower
+   * (bench/README.md, "Redis rows": the client and Redis take turns instead of working at once); it helps
+   * trivial commands on a busy client.
+   */
   autoPipelining?: boolean;
   /** The breaker around Redis itself: consecutive failures that open it (default 3) and its recovery time. */
   breaker?: { failureThreshold?: number; recoveryTimeoutMs?: number; maxRecoveryTimeoutMs?: number };

@@ -22,11 +22,14 @@ import type {
 } from './store.js';
 import { storeKey, validatePrefix } from './store-key.js';
 import { CommandDeadlines } from './command-deadlines.js';
+import { StallWatchdog } from './stall-watchdog.js';
 import { STORE_LATENCY_BUCKETS_MS } from './store-latency.js';
 
 export type { RedisStoreOptions } from './redis-store-options.js';
 
 type RedisClient = Redis | Cluster;
+/** EVAL/EVALSHA as ioredis runs them: it flattens one level of array arguments (its typings do not say so). */
+type ScriptCommand = (script: string, numKeys: number, keys: readonly string[], args: readonly ScriptArg[], now: ScriptArg) => Promise<unknown>;
 
 /** Replies that mean "this Redis cannot serve now" (count against availability), not "your command is wrong". */
 const UNAVAILABLE_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|NOTREADY)\b/;
@@ -59,7 +62,10 @@ export class RedisStore implements Store {
   private readonly subscribed = new Map<string, Promise<unknown>>();
   private readonly channels = new Map<string, Set<StoreMessageListener>>();
   private readonly breaker: CircuitBreaker;
+  /** Deadlines for a client the user passed in (it cannot be reset): a wrapper per command. */
   private readonly deadlines: CommandDeadlines;
+  /** Deadlines for the command connection AMAS owns: no per-command cost; a stall resets the connection. */
+  private watchdog: StallWatchdog | undefined;
   private readonly clock: Clock | undefined;
   private readonly logger: Logger;
   private readonly events = new Emitter<StoreEvents & Record<string, unknown>>();
@@ -85,6 +91,7 @@ export class RedisStore implements Store {
     this.logger = o.logger ?? consoleLogger;
     this.commandTimeoutMs = o.commandTimeoutMs ?? 500;
     this.deadlines = new CommandDeadlines(this.commandTimeoutMs);
+    this.watchdog = undefined;
     const recovery = o.breaker?.recoveryTimeoutMs ?? 500;
     this.breaker = new CircuitBreaker({
       name: 'redis-store',
@@ -103,6 +110,12 @@ export class RedisStore implements Store {
     } else {
       this.client = createClient(o);
       this.ownsClient = true;
+      this.watchdog = new StallWatchdog(this.commandTimeoutMs, (inFlight) => {
+        this.lastError = `no reply for ${this.commandTimeoutMs}ms with ${inFlight} command(s) waiting`;
+        this.markDown(new StoreUnavailableError(`Redis store: ${this.lastError}`));
+        // Fails every command in flight now (they count as timeouts) and reconnects.
+        this.client.disconnect(true);
+      });
     }
     this.watch(this.client, true);
     if (this.client.status === 'ready') this.status = 'ready';
@@ -137,18 +150,20 @@ export class RedisStore implements Store {
     });
   }
 
-  async run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[], options?: StoreRunOptions): Promise<R> {
-    const client = options?.slow ? await this.slow() : this.client;
-    const argv = [...keys, ...args, this.clock ? this.clock.now() : ''];
-    const sha = this.sha(script);
-    const raw = await this.command(script.name, options?.timeoutMs, () =>
-      client.evalsha(sha, keys.length, ...argv).catch((error: unknown) => {
-        // The server lost its script cache (restart, failover, SCRIPT FLUSH): EVAL sends and caches it again.
-        if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return client.eval(script.lua, keys.length, ...argv);
-        throw error;
-      }),
-    );
-    return script.decode(raw);
+  run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[], options?: StoreRunOptions): Promise<R> {
+    if (options?.slow) return this.slow().then((client) => this.runOn(client, script, keys, args, options.timeoutMs));
+    return this.runOn(this.client, script, keys, args, options?.timeoutMs);
+  }
+
+  /** EVALSHA; on NOSCRIPT (a restart, failover or SCRIPT FLUSH emptied the cache) EVAL sends and caches it again. */
+  private runOn<R>(client: RedisClient, script: StoreScript<R>, keys: string[], args: ScriptArg[], timeoutMs: number | undefined): Promise<R> {
+    const now = this.clock ? this.clock.now() : '';
+    // ioredis flattens array arguments itself: no argv copy per call.
+    const sent = this.command(script.name, timeoutMs, () => (client.evalsha as unknown as ScriptCommand).call(client, this.sha(script), keys.length, keys, args, now));
+    return sent.then(script.decode, (error: unknown) => {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return this.command(script.name, timeoutMs, () => (client.eval as unknown as ScriptCommand).call(client, script.lua, keys.length, keys, args, now)).then(script.decode);
+    });
   }
 
   get(key: string): Promise<string | undefined> {
@@ -250,6 +265,7 @@ export class RedisStore implements Store {
     if (this.closed) return;
     this.closed = true;
     this.deadlines.close(new StoreUnavailableError('Redis store closed'));
+    this.watchdog?.close();
     for (const w of this.readyWaiters) {
       systemClock.clearTimeout(w.timer);
       w.reject(new StoreUnavailableError('Redis store closed'));
@@ -278,18 +294,31 @@ export class RedisStore implements Store {
     if (permit instanceof Error) return Promise.reject(new StoreUnavailableError(`Redis store breaker is open; ${name} not sent`, { retryAfterMs: permit.retryAfterMs }));
     const started = performance.now();
     this.commands++;
-    return this.deadlines.track(send(), timeoutMs).then(
+    const watchdog = this.watchdog;
+    let reply: Promise<T>;
+    if (watchdog !== undefined && timeoutMs === undefined) {
+      watchdog.sent();
+      reply = send();
+    } else {
+      reply = this.deadlines.track(send(), timeoutMs);
+    }
+    return reply.then(
       (value) => {
-        this.observe(performance.now() - started);
+        const now = performance.now();
+        if (watchdog !== undefined && timeoutMs === undefined) watchdog.settled(now);
+        this.observe(now - started);
         permit.success();
         return value;
       },
       (error: unknown) => {
-        this.observe(performance.now() - started);
+        const now = performance.now();
+        const watched = watchdog !== undefined && timeoutMs === undefined;
+        if (watched) watchdog.settled(now);
+        this.observe(now - started);
         this.errors++;
         const message = error instanceof Error ? error.message : String(error);
         this.lastError = message;
-        if (error === CommandDeadlines.TIMEOUT) {
+        if (error === CommandDeadlines.TIMEOUT || (watched && watchdog.stalled)) {
           this.timeouts++;
           permit.failure();
           throw new StoreUnavailableError(`Redis store: ${name} timed out after ${timeoutMs ?? this.commandTimeoutMs}ms`);
@@ -381,6 +410,7 @@ export class RedisStore implements Store {
     if (!primary) return;
     const onReady = () => {
       this.status = 'ready';
+      if (this.watchdog) this.watchdog.stalled = false;
       for (const w of this.readyWaiters) {
         systemClock.clearTimeout(w.timer);
         w.resolve();
@@ -453,7 +483,7 @@ return tostring(v)
 function createClient(o: ReturnType<typeof redisStoreOptionsSchema.parse>): RedisClient {
   const common: RedisOptions = {
     enableOfflineQueue: false,
-    enableAutoPipelining: o.autoPipelining ?? true,
+    enableAutoPipelining: o.autoPipelining ?? false,
     connectTimeout: o.connectTimeoutMs ?? 2000,
     maxRetriesPerRequest: 0,
     // Reconnect quickly and keep trying: the features run on local fallbacks meanwhile.
@@ -464,7 +494,7 @@ function createClient(o: ReturnType<typeof redisStoreOptionsSchema.parse>): Redi
   if (o.cluster) {
     const clusterOptions: ClusterOptions = {
       enableOfflineQueue: false,
-      enableAutoPipelining: o.autoPipelining ?? true,
+      enableAutoPipelining: o.autoPipelining ?? false,
       // ioredis groups auto-pipelined commands by the slot of their first argument, which for EVAL/EVALSHA is
       // the script, not a key: scripts on different slots would share a pipeline and fail. Send them alone.
       autoPipeliningIgnoredCommands: ['eval', 'evalsha'],
