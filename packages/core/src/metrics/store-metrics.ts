@@ -1,21 +1,12 @@
 import type { Registry } from 'prom-client';
 import { STORE_LATENCY_BUCKETS_MS } from '../stores/store-latency.js';
 import type { Store } from '../stores/store.js';
-
-/** Fallback counters a store-backed limiter keeps (see StoreLimiter.stats). */
-export interface LimiterFallbackStats {
-  storeDecisions: number;
-  localDecisions: number;
-  failOpen: number;
-  failClosed: number;
-  fallbacks: number;
-  onStore: boolean;
-}
+import type { StoreLimiterStats } from '../policies/store-limiter.js';
 
 export interface StoreMetricsSources {
   store(): Store | undefined;
   /** Store-backed limiters by name. */
-  limiters(): Iterable<{ name: string; stats(): LimiterFallbackStats }>;
+  limiters(): Iterable<{ name: string; stats(): StoreLimiterStats }>;
 }
 
 interface Sample {
