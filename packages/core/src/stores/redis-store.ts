@@ -159,10 +159,10 @@ export class RedisStore implements Store {
   private runOn<R>(client: RedisClient, script: StoreScript<R>, keys: string[], args: ScriptArg[], timeoutMs: number | undefined): Promise<R> {
     const now = this.clock ? this.clock.now() : '';
     // ioredis flattens array arguments itself: no argv copy per call.
-    const sent = this.command(script.name, timeoutMs, () => (client.evalsha as unknown as ScriptCommand).call(client, this.sha(script), keys.length, keys, args, now));
+    const sent = this.command(script.name, timeoutMs, () => (client.evalsha as unknown as ScriptCommand).call(client, this.sha(script), keys.length, keys, args, now), client);
     return sent.then(script.decode, (error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return this.command(script.name, timeoutMs, () => (client.eval as unknown as ScriptCommand).call(client, script.lua, keys.length, keys, args, now)).then(script.decode);
+      return this.command(script.name, timeoutMs, () => (client.eval as unknown as ScriptCommand).call(client, script.lua, keys.length, keys, args, now), client).then(script.decode);
     });
   }
 
@@ -173,7 +173,7 @@ export class RedisStore implements Store {
   /** Like `get` but on the slow connection, for large values. */
   async getSlow(key: string): Promise<Buffer | undefined> {
     const client = await this.slow();
-    return this.command('getBuffer', undefined, () => client.getBuffer(key)).then((v) => v ?? undefined);
+    return this.command('getBuffer', undefined, () => client.getBuffer(key), client).then((v) => v ?? undefined);
   }
 
   async set(key: string, value: string, options: SetOptions = {}): Promise<boolean> {
@@ -208,7 +208,7 @@ export class RedisStore implements Store {
     set.add(listener);
     let confirmed = this.subscribed.get(full);
     if (first || !confirmed) {
-      confirmed = this.subscriberConnection().then((sub) => this.command('subscribe', undefined, () => sub.subscribe(full)));
+      confirmed = this.subscriberConnection().then((sub) => this.command('subscribe', undefined, () => sub.subscribe(full), sub));
       this.subscribed.set(full, confirmed);
       confirmed.catch(() => {
         if (this.subscribed.get(full) === confirmed) this.subscribed.delete(full);
@@ -285,7 +285,7 @@ export class RedisStore implements Store {
   }
 
   /** Runs one command with the deadline, breaker, latency and error accounting every command gets. */
-  private command<T>(name: string, timeoutMs: number | undefined, send: () => Promise<T>): Promise<T> {
+  private command<T>(name: string, timeoutMs: number | undefined, send: () => Promise<T>, via: RedisClient = this.client): Promise<T> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('Redis store closed'));
     if (this.status !== 'ready') {
       return Promise.reject(new StoreUnavailableError(`Redis store is ${this.status} (${this.lastError ?? 'connecting'}); ${name} not sent`));
@@ -294,9 +294,10 @@ export class RedisStore implements Store {
     if (permit instanceof Error) return Promise.reject(new StoreUnavailableError(`Redis store breaker is open; ${name} not sent`, { retryAfterMs: permit.retryAfterMs }));
     const started = performance.now();
     this.commands++;
-    const watchdog = this.watchdog;
+    // The watchdog watches the command connection only; other connections' commands get a deadline each.
+    const watchdog = via === this.client && timeoutMs === undefined ? this.watchdog : undefined;
     let reply: Promise<T>;
-    if (watchdog !== undefined && timeoutMs === undefined) {
+    if (watchdog !== undefined) {
       watchdog.sent();
       reply = send();
     } else {
@@ -305,20 +306,20 @@ export class RedisStore implements Store {
     return reply.then(
       (value) => {
         const now = performance.now();
-        if (watchdog !== undefined && timeoutMs === undefined) watchdog.settled(now);
+        if (watchdog !== undefined) watchdog.settled(now);
         this.observe(now - started);
         permit.success();
         return value;
       },
       (error: unknown) => {
         const now = performance.now();
-        const watched = watchdog !== undefined && timeoutMs === undefined;
+        const watched = watchdog !== undefined;
         if (watched) watchdog.settled(now);
         this.observe(now - started);
         this.errors++;
         const message = error instanceof Error ? error.message : String(error);
         this.lastError = message;
-        if (error === CommandDeadlines.TIMEOUT || (watched && watchdog.stalled)) {
+        if (error === CommandDeadlines.TIMEOUT || (watched && watchdog!.stalled)) {
           this.timeouts++;
           permit.failure();
           throw new StoreUnavailableError(`Redis store: ${name} timed out after ${timeoutMs ?? this.commandTimeoutMs}ms`);
