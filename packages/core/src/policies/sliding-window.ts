@@ -113,7 +113,10 @@ export function slidingWindowAdvance(state: SlidingWindowState, config: SlidingW
     let total = totals[w]!;
     if (current > head) {
       if (total === 0) {
-        cursor = 0; // nothing to drop: any slot can hold the new head
+        // Nothing to drop: any slot can hold the new head. Clear float dust fractional costs may have left in
+        // the slots, so this state equals a fresh one (the Redis script, which starts fresh, then agrees exactly).
+        for (let k = 0; k <= buckets; k++) counts[offset + k] = 0;
+        cursor = 0;
       } else if (current - head > buckets) {
         for (let k = 0; k <= buckets; k++) counts[offset + k] = 0;
         total = 0;
