@@ -618,6 +618,11 @@ export async function waitForClusterOk(nodes: Array<{ port: number; running?: bo
             info.cluster_known_nodes === String(n) &&
             info.cluster_size === String(n);
           if (!ok) throw new Error(`CLUSTER INFO: state=${info.cluster_state} assigned=${info.cluster_slots_assigned} ok=${info.cluster_slots_ok} known=${info.cluster_known_nodes} size=${info.cluster_size}`);
+          // cluster_state:ok does not mean every bus link is up yet, and PUBLISH travels over those links:
+          // a message published right after start could miss a node. Wait for every link too.
+          const lines = String(await redisCommand(node.port, 'CLUSTER', 'NODES')).trim().split('\n');
+          const down = lines.filter((line) => line.split(' ')[7] !== 'connected');
+          if (lines.length !== n || down.length > 0) throw new Error(`CLUSTER NODES: links not all connected: ${down.join(' | ')}`);
           return true;
         },
         {

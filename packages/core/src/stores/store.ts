@@ -104,7 +104,11 @@ export interface Store {
   /** Adds `by` (default 1) and returns the new value; `ttlMs` applies when the increment creates the key. */
   increment(key: string, by?: number, ttlMs?: number): Promise<number>;
   publish(channel: string, message: string): Promise<void>;
-  /** Channels are prefixed like keys. Resolves once the subscription is active. */
+  /**
+   * Channels are prefixed like keys. Resolves once the subscription is active. Delivery is at most once and,
+   * on a Redis Cluster, not ordered across publishes (they may travel over different bus links): messages
+   * carry what receivers need to order them (shared breakers use an epoch).
+   */
   subscribe(channel: string, listener: StoreMessageListener): Promise<StoreSubscription>;
   /** True while the store answers (for fallbacks that must decide without waiting). */
   readonly available: boolean;
