@@ -88,6 +88,7 @@ const GROUPS = {
     variants: [
       { id: 'baseline', label: 'raw ioredis EVALSHA `return 1` (auto-pipelining)', baseline: true },
       { id: 'baseline-no-autopipelining', label: 'raw ioredis EVALSHA `return 1` (no auto-pipelining)' },
+      { id: 'baseline-corked', label: 'raw ioredis EVALSHA `return 1`, writes batched as RedisStore does' },
       { id: 'amas', label: 'AMAS store limiter, 3 windows (1m/1h/1d), defaults', target: 0.9 },
       { id: 'amas-autopipelining', label: 'AMAS store limiter, 3 windows, autoPipelining: true' },
       { id: 'amas-script-raw', label: "AMAS's check script via raw ioredis EVALSHA (diagnostic)" },

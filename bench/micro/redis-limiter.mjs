@@ -11,6 +11,8 @@
  *   auto-pipelining ON (the faster of the two for this trivial script): the ceiling for "one script call per
  *   decision";
  * - baseline-no-autopipelining: the same with auto-pipelining OFF;
+ * - baseline-corked: the same, auto-pipelining off, writes batched as RedisStore batches them (the socket corked
+ *   for an event-loop iteration, flushed every 16 commands): the ceiling for RedisStore's way of writing;
  * - amas: createAmas({ redis, limits: { api: { windows: [1m, 1h, 1d] } } }).limiter('api').check(key), with the
  *   store's defaults (auto-pipelining off);
  * - amas-autopipelining: the same with `redis.autoPipelining: true` (is the store's default right?);
@@ -52,18 +54,49 @@ async function sideConnection() {
   return connect(storeLikeOptions(false));
 }
 
-function rawEvalsha(autoPipelining) {
+/**
+ * Writes the way RedisStore does (its corkForThisIteration): the socket is corked for one event-loop
+ * iteration and flushed every `every` commands. For the diagnostic baseline that gives raw ioredis the same
+ * batching, so the ratio of AMAS to it shows what AMAS's own work costs.
+ */
+function corker(client, every = 16) {
+  let corked;
+  let count = 0;
+  const uncork = () => {
+    const s = corked;
+    corked = undefined;
+    s?.uncork();
+  };
+  return () => {
+    if (corked) {
+      if (++count >= every) {
+        corked.uncork();
+        corked.cork();
+        count = 0;
+      }
+      return;
+    }
+    count = 0;
+    corked = client.stream;
+    corked.cork();
+    setImmediate(uncork);
+  };
+}
+
+function rawEvalsha(autoPipelining, corkLikeStore = false) {
   return async () => {
     const prefix = uniquePrefix('raw');
     const client = await connect(storeLikeOptions(autoPipelining));
     const side = await sideConnection();
     const sha = await client.script('LOAD', 'return 1');
     const keys = KEYS.map((k) => `${prefix}${k}`);
+    const cork = corkLikeStore ? corker(client) : undefined;
     let bad = 0;
     let replies = 0;
     return {
       redis: side,
       async op(i) {
+        cork?.();
         const reply = await client.evalsha(sha, 1, keys[i & MASK]);
         replies++;
         if (reply !== 1) bad++;
@@ -189,6 +222,7 @@ export const variants = {
   'amas-script-raw-no-autopipelining': amasScriptRaw(false),
   baseline: rawEvalsha(true),
   'baseline-no-autopipelining': rawEvalsha(false),
+  'baseline-corked': rawEvalsha(false, true),
   amas: amas(undefined), // the store's default (autoPipelining: false)
   'amas-autopipelining': amas(true),
   'rate-limiter-flexible': rlf(true),
