@@ -9,7 +9,7 @@ import {
   type CircuitBreakerOptions,
   validateCircuitBreakerOptions,
 } from '../src/policies/circuit-breaker.js';
-import { errorOf as catchSync } from './helpers.js';
+import { errorOf as catchSync, deferred } from './helpers.js';
 
 const boom = () => Promise.reject(new Error('upstream down'));
 const ok = () => Promise.resolve('ok');
@@ -28,15 +28,6 @@ async function succeed(breaker: CircuitBreaker, times = 1) {
   for (let i = 0; i < times; i++) await expect(breaker.execute(ok)).resolves.toBe('ok');
 }
 
-function deferred<T = string>() {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 /** Records every event of a breaker, in order. */
 function record(breaker: CircuitBreaker) {

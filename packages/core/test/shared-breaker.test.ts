@@ -16,7 +16,7 @@ import { SharedBreaker } from '../src/policies/shared-breaker.js';
 import { MemoryStore } from '../src/stores/memory-store.js';
 import { RedisStore } from '../src/stores/redis-store.js';
 import type { ScriptArg, Store, StoreEvents, StoreMessageListener, StoreScript, StoreSubscription } from '../src/stores/store.js';
-import { invalidOption } from './helpers.js';
+import { invalidOption, deferred } from './helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const run = Math.random().toString(36).slice(2, 8);
@@ -36,15 +36,6 @@ async function until(check: () => boolean, what: string, timeoutMs = 5000): Prom
   }
 }
 
-function deferred<T = string>() {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 function recordingLogger() {
   const warnings: string[] = [];

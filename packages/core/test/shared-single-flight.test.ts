@@ -15,24 +15,12 @@ import { Lease, LEASE_ACQUIRE } from '../src/stores/lease-scripts.js';
 import { MemoryStore } from '../src/stores/memory-store.js';
 import { RedisStore } from '../src/stores/redis-store.js';
 import type { Store } from '../src/stores/store.js';
-import { invalidOption } from './helpers.js';
+import { invalidOption, deferred, settle } from './helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const uniquePrefix = () => `test:ssf:${randomBytes(4).toString('hex')}:`;
 
-function deferred<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
-  return { promise, resolve, reject };
-}
 
-function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: unknown }> {
-  return promise.then(
-    (value) => ({ value }),
-    (error: unknown) => ({ error }),
-  );
-}
 
 /** Collects warnings so tests can assert an outage is logged once. */
 function recordingLogger(): Logger & { warnings: string[] } {

@@ -2,20 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { AbortedError, InvalidOptionError } from '../src/errors.js';
 import { SingleFlight, type SingleFlightOptions } from '../src/policies/single-flight.js';
+import { deferred, settle } from './helpers.js';
 
-function deferred<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
-  return { promise, resolve, reject };
-}
 
-function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: unknown }> {
-  return promise.then(
-    (value) => ({ value }),
-    (error: unknown) => ({ error }),
-  );
-}
 
 describe('SingleFlight', () => {
   it('runs 50 concurrent identical calls once and gives all the same result', async () => {
