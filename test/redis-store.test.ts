@@ -59,7 +59,16 @@ describe('RedisStore', () => {
       // Without the shared tag the same script is refused by Redis Cluster: the tag is what makes it work.
       const raw = store.connection;
       await expect(raw.eval(COUNTED.lua, 3, 'plain-a', 'plain-b', 'plain-c')).rejects.toThrow(/CROSSSLOT|slot/i);
-      const perNode = await Promise.all(cluster.nodes.map((n) => new Redis(n.port, n.host, { lazyConnect: false }).dbsize().then((d) => d)));
+      const perNode = await Promise.all(
+        cluster.nodes.map(async (n) => {
+          const node = new Redis(n.port, n.host);
+          try {
+            return await node.dbsize();
+          } finally {
+            node.disconnect();
+          }
+        }),
+      );
       expect(perNode.filter((n) => n > 0).length).toBeGreaterThan(1); // the tags really spread over masters
     } finally {
       await Promise.all(stores.splice(0).map((s) => s.close()));
@@ -149,6 +158,25 @@ describe('RedisStore', () => {
       }
       await waitUntil('the store to reconnect', async () => store.available, { timeoutMs: 10_000 });
       expect(await store.get(store.key('h'))).toBe('x');
+    });
+
+    it('slow work has its own connection and deadline: a stalled read fails alone, the command connection is left alone', async () => {
+      const store = track(new RedisStore({ url: server.url, prefix: prefix(), commandTimeoutMs: 100, logger: { warn() {}, error() {} } }));
+      await store.ready();
+      await store.set(store.key('big'), 'x'.repeat(100_000));
+      expect((await store.getSlow(store.key('big')))?.length).toBe(100_000); // opens the slow connection
+      const reconnects = store.health().reconnects;
+      server.pause();
+      try {
+        const error = await store.getSlow(store.key('big')).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(StoreUnavailableError);
+        expect(String((error as Error).message)).toMatch(/getBuffer timed out after 100ms/);
+      } finally {
+        server.resume();
+      }
+      // The command connection was never reset for it.
+      expect(store.health().reconnects).toBe(reconnects);
+      expect(await store.get(store.key('big'))).toHaveLength(100_000);
     });
 
     it('a client you pass in is never reset: its commands time out one by one and the breaker opens', async () => {
