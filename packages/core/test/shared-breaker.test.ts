@@ -701,6 +701,36 @@ class FlakyStore implements Store {
   async close() {}
 }
 
+describe('SharedBreaker when only its own store call failed (the store reported no outage)', () => {
+  it('retries by itself: a transition written but not announced (its PUBLISH failed) is announced again', async () => {
+    const clock = new ManualClock();
+    const inner = new MemoryStore({ clock, prefix: uniquePrefix() });
+    // A's first PUBLISH fails (say, it timed out under load); the store never reports going down or up.
+    let failPublish = true;
+    const flaky = Object.create(inner) as MemoryStore;
+    flaky.publish = async (channel, message) => {
+      if (failPublish) {
+        failPublish = false;
+        throw new StoreUnavailableError('publish timed out');
+      }
+      return inner.publish(channel, message);
+    };
+    const c = makeCluster({ clock, stores: [flaky, inner] });
+    cleanup.push(async () => {
+      await c.close();
+      await inner.close();
+    });
+    const a = await c.add('A');
+    const b = await c.add('B');
+    await fail(a.breaker, 2);
+    expect(a.breaker.getState()).toBe('open');
+    expect(failPublish).toBe(false); // the announcement was lost
+    // B has no transition of its own to learn from: only A's retry (real time, about a second) tells it.
+    await until(() => b.breaker.getState() === 'open', 'B to adopt the open breaker', 5000);
+    expect(c.warnings.filter((w) => /shared store unavailable/.test(w))).toHaveLength(1);
+  });
+});
+
 describe('SharedBreaker on Redis (two connections, real Pub/Sub)', () => {
   const stores: RedisStore[] = [];
   const redisStore = async (clock?: ManualClock, prefix?: string) => {

@@ -63,6 +63,8 @@ const optionsSchema = sharedBreakerSettingsSchema.extend({
 
 /** A rejected half-open call is told to come back after this (the probe should settle by then). */
 const PROBE_RETRY_MS = 1000;
+/** After a store failure only this breaker saw: how soon it subscribes and re-reads the shared state again. */
+const RESYNC_RETRY_MS = 1000;
 /**
  * A lease fetched for tryAcquire waits this long for the call that will use it, then goes back: an idle
  * replica must not keep the cluster's only probe slot for the whole lease.
@@ -103,6 +105,7 @@ export class SharedBreaker implements BreakerSync {
   private degraded = false;
   /** A local transition could not be written: resync publishes the local state. */
   private dirty = false;
+  private retryTimer: TimerHandle | undefined;
   private subscription: StoreSubscription | undefined;
   private readonly offStoreEvents: Array<() => void> = [];
   /** Leases fetched for tryAcquire, not used yet. */
@@ -158,6 +161,8 @@ export class SharedBreaker implements BreakerSync {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    systemClock.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.breaker._attachSync(undefined);
     for (const off of this.offStoreEvents) off();
     this.dropHeld();
@@ -268,7 +273,8 @@ export class SharedBreaker implements BreakerSync {
     try {
       await this.store.publish(this.channel, encodeMessage(r.record, r.now));
     } catch (error) {
-      // Written but not announced: replicas see it at their next resync or CAS; nothing to redo here.
+      // Written but not announced: the retry writes it again (a new epoch) and announces that.
+      this.dirty = true;
       this.markDown(error);
     }
   }
@@ -395,9 +401,28 @@ export class SharedBreaker implements BreakerSync {
   }
 
   private markDown(error: unknown): void {
-    if (this.degraded || this.closed) return;
+    if (this.closed) return;
+    // The store's own 'up' event only follows an outage the store noticed; a failure only this breaker saw
+    // (a subscription or publish that timed out under load) is retried here, or it would stay deaf.
+    this.scheduleRetry();
+    if (this.degraded) return;
     this.degraded = true;
     this.logger.warn(`circuit breaker "${this.breaker.name}": shared store unavailable, deciding locally until it is back`, error);
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer !== undefined) return;
+    // Real time, unref'd: retries are about the store coming back, not about the breaker's (test) clock.
+    this.retryTimer = systemClock.setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.closed || !this.degraded) return;
+      this.resync().then(
+        () => {
+          if (this.degraded) this.scheduleRetry();
+        },
+        (error: unknown) => this.markDown(error),
+      );
+    }, RESYNC_RETRY_MS);
   }
 
   private markUp(): void {
