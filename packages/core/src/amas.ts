@@ -31,11 +31,20 @@ const AMAS_BRAND = Symbol.for('amas.instance');
 /** Options of a shared single-flight the engine fills in itself (store, clock, logger). */
 export type SharedDedupOptions = Omit<SharedSingleFlightOptions, 'store' | 'clock' | 'logger'>;
 
+/** Options that give the engine a shared store (`redis` or `store`): its limiters are store-backed. */
+export type SharedAmasOptions = AmasOptions & ({ redis: NonNullable<AmasOptions['redis']> } | { store: Store });
+
+/** Options without a shared store: everything stays in this process, limiters decide synchronously. */
+export type LocalAmasOptions = AmasOptions & { redis?: undefined; store?: undefined };
+
 /**
  * One AMAS engine: it owns its breakers, limiters, policies and metrics registry. Adapters drive it;
  * `close()` releases everything it holds.
+ *
+ * `L` is the kind of limiter it hands out, when its options tell (see createAmas): in memory (`Limiter`,
+ * synchronous `check`) without a store, store-backed (`StoreLimiter`, `check` returns a promise) with one.
  */
-export class Amas implements PipelineHost {
+export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> implements PipelineHost {
   readonly options: ParsedAmasOptions;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -112,8 +121,8 @@ export class Amas implements PipelineHost {
    * A named limiter from the `limits` option: in memory (synchronous `check`) in one process, shared through
    * the store (`check` returns a promise) when `redis` or `store` is set.
    */
-  limiter(name: string): Limiter | StoreLimiter {
-    const limiter = this.namedLimiters.get(name);
+  limiter(name: string): L {
+    const limiter = this.namedLimiters.get(name) as L | undefined;
     if (!limiter) {
       throw new InvalidOptionError(
         [{ path: 'limits', received: JSON.stringify(name), expected: `one of the configured limits (${[...this.namedLimiters.keys()].join(', ') || 'none configured'})` }],
@@ -124,10 +133,10 @@ export class Amas implements PipelineHost {
   }
 
   /** A new limiter owned (and closed) by this instance; shared through the store when there is one. */
-  createLimiter(spec: LimiterSpec, name?: string): Limiter | StoreLimiter {
+  createLimiter(spec: LimiterSpec, name?: string): L {
     const limiter = this.buildLimiter(spec, name);
     this.owned.push(limiter);
-    return limiter;
+    return limiter as L;
   }
 
   /** Resolves once the shared store is connected (at once without one); rejects after `timeoutMs`. */
@@ -306,6 +315,9 @@ function guardedFailureStatus(custom: ((status: number) => boolean) | undefined,
   };
 }
 
+export function createAmas(options: SharedAmasOptions): Amas<StoreLimiter>;
+export function createAmas(options?: LocalAmasOptions): Amas<Limiter>;
+export function createAmas(options?: AmasOptions): Amas;
 export function createAmas(options?: AmasOptions): Amas {
   return new Amas(options);
 }

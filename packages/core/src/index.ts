@@ -8,7 +8,7 @@ export { parseDuration, durationSchema } from './options/duration.js';
 export { stableKey, stableStringify } from './util/stable-key.js';
 
 // Engine and options
-export { Amas, createAmas, isAmas, resolveAmas } from './amas.js';
+export { Amas, createAmas, isAmas, resolveAmas, type SharedAmasOptions, type LocalAmasOptions } from './amas.js';
 export type { AmasOptions, RouteOptions, HttpOptions } from './options/schema.js';
 export { amasOptionsSchema, routeOptionsSchema } from './options/schema.js';
 

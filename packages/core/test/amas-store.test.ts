@@ -37,7 +37,9 @@ describe('createAmas with a shared store', () => {
     const amas = createAmas({ limits: { api: { limit: 2, window: '1m' } } });
     const limiter = amas.limiter('api');
     expect(limiter).not.toBeInstanceOf(StoreLimiter);
-    expect((limiter.check('u') as { allowed: boolean }).allowed).toBe(true);
+    // Typed as the in-memory Limiter (createAmas infers it from options without a store): no await needed.
+    const decision: { allowed: boolean } = limiter.check('u');
+    expect(decision.allowed).toBe(true);
     expect(amas.store).toBeUndefined();
     await amas.close();
   });
