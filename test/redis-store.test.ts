@@ -5,8 +5,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { InvalidOptionError, RedisStore, StoreUnavailableError, createAmas, type StoreScript } from '@amas/core';
+import { RedisStore, StoreUnavailableError, createAmas, type StoreScript } from '@amas/core';
 import { storeConformance, TRANSFER } from '../packages/core/test/stores/store-conformance.js';
+import { invalidOption } from '../packages/core/test/helpers.js';
 import { startRedisCluster, startRedisSentinel, startRedisServer, stopAllRedis, waitUntil, type RedisServerHandle } from './support/redis-servers.js';
 import { freePort } from './support/free-port.js';
 
@@ -258,14 +259,8 @@ describe('RedisStore', () => {
       [{ urll: 'redis://127.0.0.1' }, /urll/],
     ];
     for (const [options, message] of cases) {
-      let error: unknown;
-      try {
-        new RedisStore(options as never);
-      } catch (e) {
-        error = e;
-      }
-      expect(error, JSON.stringify(options)).toBeInstanceOf(InvalidOptionError);
-      expect(String((error as Error).message), JSON.stringify(options)).toMatch(message);
+      const error = invalidOption(() => new RedisStore(options as never), JSON.stringify(options));
+      expect(error.message, JSON.stringify(options)).toMatch(message);
     }
   });
 });

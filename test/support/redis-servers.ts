@@ -519,21 +519,26 @@ async function launch(label: string, explicitPort: number | undefined, buildArgs
 // ---------------------------------------------------------------------------------------------------------
 // Public starters
 
+/** What every redis-server the harness starts gets: loopback only, no persistence, its own dir and log. */
+function serverArgs(port: number, dir: string): string[] {
+  // prettier-ignore
+  return [
+    '--port', String(port),
+    '--bind', REDIS_HOST,
+    '--save', '',
+    '--appendonly', 'no',
+    '--daemonize', 'no',
+    '--dir', dir,
+    '--logfile', path.join(dir, 'redis.log'),
+  ];
+}
+
 /** Starts one redis-server on 127.0.0.1 (a free port unless given), no persistence, a fresh temp --dir. */
 export async function startRedisServer(opts: { port?: number; args?: string[] } = {}): Promise<RedisServerHandle> {
   return launch(
     'redis-server',
     opts.port,
-    (port, dir) => [
-      '--port', String(port),
-      '--bind', REDIS_HOST,
-      '--save', '',
-      '--appendonly', 'no',
-      '--daemonize', 'no',
-      '--dir', dir,
-      '--logfile', path.join(dir, 'redis.log'),
-      ...(opts.args ?? []),
-    ],
+    (port, dir) => [...serverArgs(port, dir), ...(opts.args ?? [])],
     'redis.log',
     (opts.args ?? []).some((a) => /cluster-enabled/i.test(a)),
   );
@@ -559,13 +564,7 @@ export async function startRedisCluster(opts: { masters?: number } = {}): Promis
           'redis-cluster-node',
           undefined,
           (port, dir) => [
-            '--port', String(port),
-            '--bind', REDIS_HOST,
-            '--save', '',
-            '--appendonly', 'no',
-            '--daemonize', 'no',
-            '--dir', dir,
-            '--logfile', path.join(dir, 'redis.log'),
+            ...serverArgs(port, dir),
             '--cluster-enabled', 'yes',
             '--cluster-config-file', path.join(dir, 'nodes.conf'),
             '--cluster-node-timeout', '2000',

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { AbortedError, BulkheadFullError, InvalidOptionError } from '../src/errors.js';
 import { Bulkhead, type BulkheadOptions } from '../src/policies/bulkhead.js';
+import { invalidOption } from './helpers.js';
 
 function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: unknown }> {
   return promise.then(
@@ -169,14 +170,8 @@ describe('Bulkhead', () => {
       [{ maxConcurrent: 1, maxQueued: 1 }, ''],
     ];
     for (const [options, path] of bad) {
-      let caught: unknown;
-      try {
-        new Bulkhead(options as BulkheadOptions);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught, JSON.stringify(options)).toBeInstanceOf(InvalidOptionError);
-      expect((caught as InvalidOptionError).issues[0].path).toBe(path);
+      const error = invalidOption(() => new Bulkhead(options as BulkheadOptions), JSON.stringify(options));
+      expect(error.issues[0]!.path, JSON.stringify(options)).toBe(path);
     }
     expect(() => new Bulkhead(undefined as unknown as BulkheadOptions)).toThrow(InvalidOptionError);
   });

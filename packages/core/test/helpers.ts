@@ -12,10 +12,10 @@ export function errorOf<E = InvalidOptionError>(fn: () => unknown): E {
   throw new Error('expected a throw');
 }
 
-/** Like errorOf, and asserts the error is an InvalidOptionError. */
-export function invalidOption(fn: () => unknown): InvalidOptionError {
+/** Like errorOf, and asserts the error is an InvalidOptionError; `label` names the case when it is not. */
+export function invalidOption(fn: () => unknown, label?: string): InvalidOptionError {
   const error = errorOf<unknown>(fn);
-  expect(error).toBeInstanceOf(InvalidOptionError);
+  expect(error, label).toBeInstanceOf(InvalidOptionError);
   return error as InvalidOptionError;
 }
 

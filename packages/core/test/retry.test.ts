@@ -10,7 +10,7 @@ import {
   TimeoutError,
 } from '../src/errors.js';
 import { isRetryableError, RetryPolicy, type RetryOptions } from '../src/policies/retry.js';
-import { seededRandom as seeded } from './helpers.js';
+import { seededRandom as seeded, invalidOption } from './helpers.js';
 
 function httpError(status: number, headers?: unknown): Error & { status: number; headers?: unknown } {
   return Object.assign(new Error(`HTTP ${status}`), { status, headers });
@@ -297,14 +297,8 @@ describe('RetryPolicy', () => {
       [{ maxAttempt: 3 }, ''],
     ];
     for (const [options, path] of bad) {
-      let caught: unknown;
-      try {
-        new RetryPolicy(options as RetryOptions);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught, JSON.stringify(options)).toBeInstanceOf(InvalidOptionError);
-      expect((caught as InvalidOptionError).issues[0].path).toBe(path);
+      const error = invalidOption(() => new RetryPolicy(options as RetryOptions), JSON.stringify(options));
+      expect(error.issues[0]!.path, JSON.stringify(options)).toBe(path);
     }
     expect(() => new RetryPolicy(5 as unknown as RetryOptions)).toThrow(InvalidOptionError);
   });

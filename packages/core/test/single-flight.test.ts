@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { AbortedError, InvalidOptionError } from '../src/errors.js';
 import { SingleFlight, type SingleFlightOptions } from '../src/policies/single-flight.js';
-import { deferred, settle } from './helpers.js';
+import { deferred, settle, invalidOption } from './helpers.js';
 
 
 
@@ -211,14 +211,8 @@ describe('SingleFlight', () => {
       ['x', ''],
     ];
     for (const [options, path] of bad) {
-      let caught: unknown;
-      try {
-        new SingleFlight(options as SingleFlightOptions);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught, JSON.stringify(options)).toBeInstanceOf(InvalidOptionError);
-      expect((caught as InvalidOptionError).issues[0].path).toBe(path);
+      const error = invalidOption(() => new SingleFlight(options as SingleFlightOptions), JSON.stringify(options));
+      expect(error.issues[0]!.path, JSON.stringify(options)).toBe(path);
     }
   });
 });

@@ -3,6 +3,7 @@ import { ManualClock } from '../src/clock.js';
 import { AbortedError, InvalidOptionError, TimeoutError } from '../src/errors.js';
 import { isRetryableError } from '../src/policies/retry.js';
 import { TimeoutPolicy, type TimeoutOptions } from '../src/policies/timeout.js';
+import { invalidOption } from './helpers.js';
 
 function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: unknown }> {
   return promise.then(
@@ -129,14 +130,8 @@ describe('TimeoutPolicy', () => {
       [{ timeoutMs: 100, timeout: 5 }, ''],
     ];
     for (const [options, path] of bad) {
-      let caught: unknown;
-      try {
-        new TimeoutPolicy(options as TimeoutOptions);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught, JSON.stringify(options)).toBeInstanceOf(InvalidOptionError);
-      expect((caught as InvalidOptionError).issues[0].path).toBe(path);
+      const error = invalidOption(() => new TimeoutPolicy(options as TimeoutOptions), JSON.stringify(options));
+      expect(error.issues[0]!.path, JSON.stringify(options)).toBe(path);
     }
     expect(() => new TimeoutPolicy(undefined as unknown as number)).toThrow(InvalidOptionError);
   });
