@@ -61,10 +61,10 @@ export class RedisStore implements Store {
   readonly instanceId = randomUUID();
   private readonly client: RedisClient;
   private readonly ownsClient: boolean;
-  private slowClient: RedisClient | undefined;
-  private subscriber: RedisClient | undefined;
-  private subscriberReady: Promise<RedisClient> | undefined;
-  private slowReady: Promise<RedisClient> | undefined;
+  /** For slow work (large values), so a slow reply never holds up limiter decisions. */
+  private readonly slowConnection: DedicatedConnection;
+  /** Pub/Sub needs a connection of its own. */
+  private readonly subscriberConnection: DedicatedConnection;
   /** Per channel: the SUBSCRIBE in progress or done, so a second listener also waits for it. */
   private readonly subscribed = new Map<string, Promise<unknown>>();
   private readonly channels = new Map<string, Set<StoreMessageListener>>();
@@ -129,6 +129,8 @@ export class RedisStore implements Store {
       });
     }
     this.watch(this.client, true);
+    this.slowConnection = this.dedicated('slow-work');
+    this.subscriberConnection = this.dedicated('subscriber', (sub) => sub.on('message', this.deliver));
     if (this.client.status === 'ready') this.status = 'ready';
   }
 
@@ -162,7 +164,7 @@ export class RedisStore implements Store {
   }
 
   run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[], options?: StoreRunOptions): Promise<R> {
-    if (options?.slow) return this.slow().then((client) => this.runOn(client, script, keys, args, options.timeoutMs));
+    if (options?.slow) return this.slowConnection.get().then((client) => this.runOn(client, script, keys, args, options.timeoutMs));
     return this.runOn(this.client, script, keys, args, options?.timeoutMs);
   }
 
@@ -183,7 +185,7 @@ export class RedisStore implements Store {
 
   /** Like `get` but on the slow connection, for large values. */
   async getSlow(key: string): Promise<Buffer | undefined> {
-    const client = await this.slow();
+    const client = await this.slowConnection.get();
     return this.command('getBuffer', undefined, () => client.getBuffer(key), client).then((v) => v ?? undefined);
   }
 
@@ -219,7 +221,7 @@ export class RedisStore implements Store {
     set.add(listener);
     let confirmed = this.subscribed.get(full);
     if (first || !confirmed) {
-      confirmed = this.subscriberConnection().then((sub) => this.command('subscribe', undefined, () => sub.subscribe(full), sub));
+      confirmed = this.subscriberConnection.get().then((sub) => this.command('subscribe', undefined, () => sub.subscribe(full), sub));
       this.subscribed.set(full, confirmed);
       confirmed.catch(() => {
         if (this.subscribed.get(full) === confirmed) this.subscribed.delete(full);
@@ -238,7 +240,8 @@ export class RedisStore implements Store {
         if (!current?.delete(listener) || current.size > 0) return;
         this.channels.delete(full);
         this.subscribed.delete(full);
-        if (this.subscriber && this.subscriber.status === 'ready') await this.subscriber.unsubscribe(full).catch(() => undefined);
+        const sub = this.subscriberConnection.current;
+        if (sub && sub.status === 'ready') await sub.unsubscribe(full).catch(() => undefined);
       },
     };
   }
@@ -284,7 +287,7 @@ export class RedisStore implements Store {
     this.readyWaiters = [];
     this.channels.clear();
     this.subscribed.clear();
-    const owned = [this.slowClient, this.subscriber, this.ownsClient ? this.client : undefined];
+    const owned = [this.slowConnection.current, this.subscriberConnection.current, this.ownsClient ? this.client : undefined];
     await Promise.all(owned.map((c) => (c ? quit(c) : undefined)));
     if (!this.ownsClient) this.unwatch?.();
     this.breaker.dispose();
@@ -398,54 +401,33 @@ export class RedisStore implements Store {
     return sha;
   }
 
-  /** The connection for slow work, created on first use; resolves once it can take commands. */
-  private slow(): Promise<RedisClient> {
-    if (!this.slowReady) {
-      const slow = this.client.duplicate();
-      this.slowClient = slow;
-      this.watch(slow, false);
-      this.slowReady = whenReady(slow, Math.max(2000, this.commandTimeoutMs), 'slow-work');
-      this.slowReady.catch(() => {
-        // Never ready: drop it, the next slow command tries a fresh connection.
-        if (this.slowClient === slow) {
-          this.slowReady = undefined;
-          this.slowClient = undefined;
-          slow.disconnect();
-        }
-      });
-    }
-    return this.slowReady;
+  /** A dedicated connection made from the command connection (same options), watched for errors. */
+  private dedicated(what: string, setUp: (client: RedisClient) => void = () => undefined): DedicatedConnection {
+    return new DedicatedConnection(
+      () => {
+        const client = this.client.duplicate();
+        this.watch(client, false);
+        setUp(client);
+        return client;
+      },
+      Math.max(2000, this.commandTimeoutMs),
+      what,
+    );
   }
 
-  private subscriberConnection(): Promise<RedisClient> {
-    if (!this.subscriberReady) {
-      const sub = this.client.duplicate();
-      this.subscriber = sub;
-      this.watch(sub, false);
-      sub.on('message', (channel: string, message: string) => {
-        const listeners = this.channels.get(channel);
-        if (!listeners) return;
-        const short = channel.slice(this.prefix.length);
-        for (const listener of listeners) {
-          try {
-            listener(message, short);
-          } catch {
-            // A listener's failure stays with the listener.
-          }
-        }
-      });
-      this.subscriberReady = whenReady(sub, Math.max(2000, this.commandTimeoutMs), 'subscriber');
-      // A failed first connect must not poison every later subscribe.
-      this.subscriberReady.catch(() => {
-        if (this.subscriber === sub) {
-          this.subscriberReady = undefined;
-          this.subscriber = undefined;
-          sub.disconnect();
-        }
-      });
+  /** Delivers a Pub/Sub message to this store's listeners of its channel. */
+  private readonly deliver = (channel: string, message: string): void => {
+    const listeners = this.channels.get(channel);
+    if (!listeners) return;
+    const short = channel.slice(this.prefix.length);
+    for (const listener of listeners) {
+      try {
+        listener(message, short);
+      } catch {
+        // A listener's failure stays with the listener.
+      }
     }
-    return this.subscriberReady;
-  }
+  };
 
   private unwatch: (() => void) | undefined;
 
@@ -556,6 +538,42 @@ function createClient(o: ReturnType<typeof redisStoreOptionsSchema.parse>): Redi
     return new Redis({ ...common, sentinels: o.sentinel.sentinels, name: o.sentinel.name });
   }
   return o.url ? new Redis(o.url, common) : new Redis(common);
+}
+
+/**
+ * A second connection made on first use; `get` resolves once it can take commands. One that never gets ready
+ * is dropped, so the next `get` tries a fresh one instead of failing forever.
+ */
+class DedicatedConnection {
+  private client: RedisClient | undefined;
+  private ready: Promise<RedisClient> | undefined;
+
+  constructor(
+    private readonly make: () => RedisClient,
+    private readonly timeoutMs: number,
+    private readonly what: string,
+  ) {}
+
+  /** The connection, if one was made (for closing and unsubscribing). */
+  get current(): RedisClient | undefined {
+    return this.client;
+  }
+
+  get(): Promise<RedisClient> {
+    if (!this.ready) {
+      const client = this.make();
+      const ready = whenReady(client, this.timeoutMs, this.what);
+      this.client = client;
+      this.ready = ready;
+      ready.catch(() => {
+        if (this.client !== client) return;
+        this.client = undefined;
+        this.ready = undefined;
+        client.disconnect();
+      });
+    }
+    return this.ready;
+  }
 }
 
 /** Resolves with `client` once it is ready (at once if it is); rejects StoreUnavailableError after `timeoutMs`. */
