@@ -159,5 +159,15 @@ describe('http.dedup.shared', () => {
     expect(() => createAmas({ http: { dedup: { shared: true } } })).toThrow(/dedup.shared: expected the engine to have a `redis` or `store` option/);
     const withStore = () => createAmas({ redis: { url: REDIS_URL, prefix }, logger: silentLogger, http: { dedup: { shared: { leaseMs: -1 } } } });
     expect(withStore).toThrow(/dedup\.shared\.leaseMs/);
+    const badValues: Array<[unknown, RegExp]> = [
+      ['yes', /http\.dedup/],
+      [{ leaseTime: 5 }, /dedup\.shared.*leaseTime|leaseTime/],
+      [{ maxResultBytes: 0 }, /dedup\.shared\.maxResultBytes/],
+    ];
+    for (const [shared, message] of badValues) {
+      const make = () => createAmas({ redis: { url: REDIS_URL, prefix }, logger: silentLogger, http: { dedup: { shared } as never } });
+      expect(make, JSON.stringify(shared)).toThrow(InvalidOptionError);
+      expect(make, JSON.stringify(shared)).toThrow(message);
+    }
   });
 });

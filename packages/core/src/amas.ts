@@ -108,8 +108,14 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
       this.namedLimiters.set(name, this.buildLimiter(spec as LimiterSpec, name));
     }
     this.http = new HttpPipeline(this);
-    // Compile the global HTTP options once now, so a bad global limit or breaker fails at start-up.
-    this.http.compile({});
+    try {
+      // Compile the global HTTP options once now, so a bad global limit or breaker fails at start-up.
+      this.http.compile({});
+    } catch (error) {
+      // The constructor throws, so nobody could close what it already opened (the Redis connections).
+      void this.close();
+      throw error;
+    }
   }
 
   /** A named circuit breaker, created on first use from `breakerDefaults` <- `breakers[name]` <- overrides. */

@@ -1,5 +1,6 @@
 /** The engine with a shared store: options, what becomes shared, and what it owns. */
 import { describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { createAmas } from '../src/amas.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { silentLogger } from '../src/logger.js';
@@ -123,6 +124,29 @@ describe('createAmas with a shared store', () => {
     await a.close();
     await b.close();
     await store.close();
+  });
+
+  it('a constructor that fails on a bad route option closes the Redis connection it had opened', async () => {
+    const name = `amas-leak-probe-${Math.random().toString(36).slice(2, 8)}`;
+    const make = () =>
+      createAmas({
+        redis: { url: REDIS_URL, prefix: prefix(), redisOptions: { connectionName: name } },
+        logger: silentLogger,
+        http: { dedup: { shared: { leaseMs: 1 } } },
+      });
+    expect(make).toThrow(/dedup\.shared\.leaseMs/);
+    const probe = new Redis(REDIS_URL);
+    try {
+      const deadline = Date.now() + 5000;
+      let list = '';
+      do {
+        await new Promise((r) => setTimeout(r, 50));
+        list = String(await probe.client('LIST'));
+      } while (list.includes(`name=${name} `) && Date.now() < deadline);
+      expect(list).not.toContain(`name=${name} `);
+    } finally {
+      probe.disconnect();
+    }
   });
 
   it('fail-closed limits deny while the store is down, with a retry time', async () => {
