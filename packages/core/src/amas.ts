@@ -25,6 +25,8 @@ import { createStoreLimiter, type StoreLimiter } from './policies/store-limiter.
 import { StoreMetrics } from './metrics/store-metrics.js';
 import { RedisStore, type RedisStoreOptions } from './stores/redis-store.js';
 import type { Store } from './stores/store.js';
+import { TieredCache } from './cache/tiered-cache.js';
+import type { TieredCacheOptions } from './cache/tiered-cache-options.js';
 
 const AMAS_BRAND = Symbol.for('amas.instance');
 
@@ -61,6 +63,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
   private readonly storeLimiters: StoreLimiter[] = [];
   private readonly sharedFlights = new Map<string, SharedSingleFlight>();
   private readonly owned: Array<{ close(): void | Promise<void> } | { dispose(): void }> = [];
+  private tieredCache: TieredCache | undefined;
   private closed = false;
 
   constructor(options: AmasOptions = {}) {
@@ -103,12 +106,17 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
       isFailureStatus: guardedFailureStatus(http.isFailureStatus as ((s: number) => boolean) | undefined, this.logger),
       rejectionBody: (http.rejectionBody as ResolvedHttpOptions['rejectionBody'] | undefined) ?? defaultRejectionBody,
       maxSharedBodyBytes: http.maxSharedBodyBytes ?? 8 * 1024 * 1024,
+      cache: http.cache,
+      compression: http.compression,
+      fields: http.fields,
     };
     for (const [name, spec] of Object.entries(this.options.limits ?? {})) {
       this.namedLimiters.set(name, this.buildLimiter(spec as LimiterSpec, name));
     }
     this.http = new HttpPipeline(this);
     try {
+      // Built now when configured, so a bad cache option fails at start-up like every other option.
+      if (this.options.cache !== undefined) this.buildCache();
       // Compile the global HTTP options once now, so a bad global limit or breaker fails at start-up.
       this.http.compile({});
     } catch (error) {
@@ -116,6 +124,31 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
       void this.close();
       throw error;
     }
+  }
+
+  /**
+   * The engine's tiered cache: L1 in memory, L2 on the engine's store (`redis`/`store`) when it has one, and
+   * the L3 of the `cache` option. Built on first use when no `cache` option was given.
+   */
+  get cache(): TieredCache {
+    return this.tieredCache ?? this.buildCache();
+  }
+
+  private buildCache(): TieredCache {
+    if (this.closed) throw new InvalidOptionError([{ path: 'cache', received: 'a closed engine', expected: 'an open AMAS instance' }], 'AMAS cache');
+    const options = (this.options.cache ?? {}) as TieredCacheOptions;
+    for (const key of ['store', 'clock', 'logger'] as const) {
+      if (key in options) throw new InvalidOptionError([{ path: `cache.${key}`, received: describeValue(options[key]), expected: `nothing: the engine passes its own ${key}` }], 'AMAS options');
+    }
+    try {
+      this.tieredCache = new TieredCache({ ...options, store: this.store, clock: this.clock, logger: this.logger });
+    } catch (error) {
+      if (!(error instanceof InvalidOptionError)) throw error;
+      throw new InvalidOptionError(error.issues.map((i) => ({ ...i, path: i.path ? `cache.${i.path}` : 'cache' })), 'AMAS options');
+    }
+    this.owned.push(this.tieredCache);
+    this.metrics.watchCache(this.tieredCache);
+    return this.tieredCache;
   }
 
   /** A named circuit breaker, created on first use from `breakerDefaults` <- `breakers[name]` <- overrides. */
@@ -151,6 +184,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
     if (store?.ready) await store.ready(timeoutMs);
     // Shared breakers read the cluster-wide state once connected (a breaker open elsewhere starts open here).
     await this.breakers.ready();
+    await this.tieredCache?.ready();
   }
 
   /**

@@ -14,7 +14,8 @@ export type AmasErrorCode =
   | 'AMAS_BUDGET_EXCEEDED'
   | 'AMAS_INVALID_OPTION'
   | 'AMAS_ABORTED'
-  | 'AMAS_STORE_UNAVAILABLE';
+  | 'AMAS_STORE_UNAVAILABLE'
+  | 'AMAS_INVALID_FIELDS';
 
 export interface AmasErrorInit {
   status?: number;
@@ -167,5 +168,32 @@ export class StoreUnavailableError extends AmasError {
   static override readonly code = 'AMAS_STORE_UNAVAILABLE' as const;
   constructor(message: string, init: AmasErrorInit = {}) {
     super('AMAS_STORE_UNAVAILABLE', message, init, 503);
+  }
+}
+
+/** What is wrong with a `fields` expression; stable, so clients and tests can branch on it. */
+export type FieldsProblem =
+  | 'not-text'
+  | 'empty-name'
+  | 'forbidden-character'
+  | 'unexpected-character'
+  | 'unbalanced-parentheses'
+  | 'too-long'
+  | 'too-many-fields'
+  | 'too-deep';
+
+/**
+ * A client sent a `?fields=` expression that does not parse or exceeds a limit: 400, with the problem and the
+ * 0-based character position in `details`, and a message that says what is wrong and where.
+ */
+export class InvalidFieldsError extends AmasError {
+  static override readonly code = 'AMAS_INVALID_FIELDS' as const;
+  readonly problem: FieldsProblem;
+  /** 0-based offset (UTF-16 code units) in the expression where the problem was found. */
+  readonly position: number;
+  constructor(message: string, problem: FieldsProblem, position: number, init: AmasErrorInit = {}) {
+    super('AMAS_INVALID_FIELDS', message, { ...init, details: { parameter: 'fields', problem, position, ...init.details } }, 400);
+    this.problem = problem;
+    this.position = position;
   }
 }

@@ -42,6 +42,21 @@ export { DEFAULT_STORE_PREFIX } from './stores/store-key.js';
 export * from './stores/lease-scripts.js';
 export * from './stores/limiter-scripts.js';
 
+// Tiered cache
+export * from './cache/cache-level.js';
+export * from './cache/cache-record.js';
+export * from './cache/cache-schema.js';
+export * from './cache/value-codec.js';
+export { MemoryLru, type L1Entry, type MemoryLruOptions } from './cache/memory-lru.js';
+export { RedisLevel } from './cache/redis-level.js';
+export { PostgresLevel } from './cache/postgres-level.js';
+export { FileLevel } from './cache/file-level.js';
+export { TieredCache, CacheView, type CacheFactory, type FactoryContext, type TieredCacheStats, type LevelStats } from './cache/tiered-cache.js';
+export type { TieredCacheOptions, CacheCallOptions, CacheSetOptions, GetOrSetOptions } from './cache/tiered-cache-options.js';
+export { getOrSetOptionsSchema, tieredCacheOptionsSchema } from './cache/tiered-cache-options.js';
+export { cached, Cached, setDefaultCache, type CachedOptions, type CachedFunction } from './cache/cached.js';
+export { warmUp, type WarmUpItem, type WarmUpOptions, type WarmUpReport } from './cache/warm-up.js';
+
 // HTTP pipeline (used by adapters)
 export * from './http/neutral-request.js';
 export * from './http/identity.js';
@@ -50,6 +65,13 @@ export * from './http/rejection.js';
 export { HttpPipeline, RequestTicket, PER_RESPONSE_HEADERS } from './http/pipeline.js';
 export type { Admission, CompiledRoute, Outcome, SharedResponse, ResolvedHttpOptions } from './http/pipeline.js';
 export * from './http/node-response.js';
+export { ResponseLayer, ResponsePlan, type CacheStatus, type CompiledResponseOptions, type FinalResponse } from './http/response-layer.js';
+export type { ResponseCacheOption, CompressionOption, FieldsOption } from './http/response-options.js';
+export * from './http/field-filter.js';
+export * from './http/content-encoding.js';
+export * from './http/cache-control.js';
+export * from './http/etag.js';
+export * from './http/request-cache-key.js';
 
 // Metrics
 export { AmasMetrics, type MetricsOptions } from './metrics/amas-metrics.js';

@@ -6,6 +6,7 @@ import {
   BreakerOpenError,
   BudgetExceededError,
   BulkheadFullError,
+  InvalidFieldsError,
   InvalidOptionError,
   RateLimitedError,
   TimeoutError,
@@ -23,6 +24,7 @@ describe('error catalogue', () => {
       [new BudgetExceededError('x'), 'AMAS_BUDGET_EXCEEDED', 429],
       [new InvalidOptionError([{ path: 'a.b', received: '1', expected: 'a string' }]), 'AMAS_INVALID_OPTION', 500],
       [new AbortedError(), 'AMAS_ABORTED', 499],
+      [new InvalidFieldsError('fields: empty name at position 0 in ","', 'empty-name', 0), 'AMAS_INVALID_FIELDS', 400],
     ];
     for (const [error, code, status] of cases) {
       expect(error.code).toBe(code);
@@ -56,6 +58,20 @@ describe('error catalogue', () => {
     expect(foreign instanceof AmasError).toBe(true);
     expect(foreign instanceof RateLimitedError).toBe(false);
     expect(isAmasError(foreign)).toBe(true);
+  });
+
+  it('InvalidFieldsError carries the problem and position, in its fields and in details', () => {
+    const error = new InvalidFieldsError('fields: too many fields at position 7 in "a(b,c),d"', 'too-many-fields', 7);
+    expect([error.name, error.problem, error.position]).toEqual(['InvalidFieldsError', 'too-many-fields', 7]);
+    expect(error).toBeInstanceOf(InvalidFieldsError);
+    expect(error instanceof InvalidOptionError).toBe(false);
+    expect(error.headers).toEqual({});
+    expect(error.toJSON()).toEqual({
+      error: 'AMAS_INVALID_FIELDS',
+      message: 'fields: too many fields at position 7 in "a(b,c),d"',
+      status: 400,
+      details: { parameter: 'fields', problem: 'too-many-fields', position: 7 },
+    });
   });
 
   it('InvalidOptionError names path, value and expectation in its message', () => {

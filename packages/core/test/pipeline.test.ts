@@ -169,7 +169,7 @@ describe('HTTP pipeline', () => {
     });
     const outerRoute = amas.http.compile({});
     const nested = amas.http.compile({ limit: false, breaker: false, dedup: false }, undefined, { nested: true });
-    expect(nested.overrides).toEqual({ limit: true, breaker: true, dedup: true });
+    expect(nested.overrides).toEqual({ limit: true, breaker: true, dedup: true, response: false });
     const outer = expectSync(amas.http.admit(req(), outerRoute));
     if (outer.action !== 'pass') throw new Error('expected pass');
     const follower = amas.http.admit(req(), outerRoute); // waits on the outer leader

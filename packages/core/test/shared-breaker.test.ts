@@ -678,6 +678,26 @@ class FlakyStore implements Store {
     this.guard();
     return this.inner.delete(key);
   }
+  async getBuffer(key: string) {
+    this.guard();
+    return this.inner.getBuffer(key);
+  }
+  async getMany(keys: readonly string[]) {
+    this.guard();
+    return this.inner.getMany(keys);
+  }
+  async setMany(entries: Parameters<Store['setMany']>[0]) {
+    this.guard();
+    return this.inner.setMany(entries);
+  }
+  async deleteMany(keys: readonly string[]) {
+    this.guard();
+    return this.inner.deleteMany(keys);
+  }
+  async deleteByPrefix(prefix: string) {
+    this.guard();
+    return this.inner.deleteByPrefix(prefix);
+  }
   async increment(key: string, by?: number, ttlMs?: number) {
     this.guard();
     return this.inner.increment(key, by, ttlMs);

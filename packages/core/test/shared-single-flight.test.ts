@@ -37,8 +37,13 @@ function wrapStore(inner: Store, hooks: { dropPublish?: boolean; available?: () 
     run: (script, keys, args, options) =>
       hooks.failRuns?.() ? Promise.reject(new StoreUnavailableError('test: store down')) : inner.run(script, keys, args, options),
     get: (key) => inner.get(key),
+    getBuffer: (key) => inner.getBuffer(key),
+    getMany: (keys) => inner.getMany(keys),
     set: (key, value, options) => inner.set(key, value, options),
+    setMany: (entries) => inner.setMany(entries),
     delete: (key) => inner.delete(key),
+    deleteMany: (keys) => inner.deleteMany(keys),
+    deleteByPrefix: (prefix) => inner.deleteByPrefix(prefix),
     increment: (key, by, ttl) => inner.increment(key, by, ttl),
     publish: (channel, message) => (hooks.dropPublish ? Promise.resolve() : inner.publish(channel, message)),
     subscribe: async (channel, listener) => {

@@ -49,7 +49,9 @@ export function admissionHook(amas: Amas, compiled: CompiledRoute, url: string, 
         const { ticket, response } = admission;
         reply.code(response.status).headers(response.headers);
         if (ticket.headers !== undefined) reply.headers(ticket.headers);
-        reply.headers(ticket.timingHeaders()).header('x-amas-dedup', 'shared').send(response.body);
+        reply.headers(ticket.timingHeaders());
+        if (response.source !== 'cache') reply.header('x-amas-dedup', 'shared');
+        reply.send(response.body);
         ticket.finish({ status: response.status });
         return;
       }

@@ -1,8 +1,9 @@
 import { Inject, SetMetadata } from '@nestjs/common';
-import type { CircuitBreakerOptions, LimiterSpec, RouteOptions } from '@amas/core';
+import type { CircuitBreakerOptions, LimiterSpec, ResponseCacheOption, RouteOptions } from '@amas/core';
 import {
   AMAS,
   AMAS_BREAKER_METADATA,
+  AMAS_CACHE_METADATA,
   AMAS_DEDUP_METADATA,
   AMAS_LIMIT_METADATA,
   AMAS_ROUTE_METADATA,
@@ -67,6 +68,22 @@ export function RateLimit(spec: RateLimitSpec, options?: RateLimitOptions): Amas
 /** Identical concurrent calls share one execution (HTTP: followers get the leader's response). */
 export function Deduplicate(options: DeduplicateOptions = {}): AmasDecorator {
   return SetMetadata<string, DeduplicateOptions>(AMAS_DEDUP_METADATA, options);
+}
+
+/** What `@Cached()` takes: on a controller, the route's response-cache options; on a provider method, ttl/namespace/key. */
+export type CachedDecoratorOptions = Exclude<ResponseCacheOption, boolean> & {
+  /** Provider methods: the key of a call from its arguments (default `Class.method:` + a hash of the arguments). */
+  key?: (...args: any[]) => string;
+};
+
+/**
+ * Caching. On a controller (class or method): the route's HTTP response cache (X-Cache, ETag/304, keys
+ * partitioned by identity unless `shared`, GET/HEAD unless `methods` says otherwise). On a provider method:
+ * its result is cached in `amas.cache` under a key derived from its arguments; concurrent identical calls
+ * share one run.
+ */
+export function Cached(options: CachedDecoratorOptions = {}): AmasDecorator {
+  return SetMetadata<string, CachedDecoratorOptions>(AMAS_CACHE_METADATA, options);
 }
 
 /** Raw per-route options (`limit`, `breaker`, `dedup`, `identity`, `skip`); the decorators above override them. */

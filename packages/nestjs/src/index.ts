@@ -4,11 +4,13 @@ export { AmasModule, AmasLifecycle, type AmasModuleAsyncOptions, type AmasModule
 export { AMAS } from './constants.js';
 export {
   AmasRoute,
+  Cached,
   CircuitProtected,
   Deduplicate,
   InjectAmas,
   RateLimit,
   SkipAmas,
+  type CachedDecoratorOptions,
   type DeduplicateOptions,
   type RateLimitOptions,
   type RateLimitSpec,

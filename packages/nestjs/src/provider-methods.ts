@@ -5,13 +5,14 @@ import {
   parseOptions,
   stableKey,
   checkLimits,
+  getOrSetOptionsSchema,
   type Amas,
   type CheckableLimiter,
   type LimiterSpec,
   type LimitsOutcome,
 } from '@amas/core';
-import { AMAS_BREAKER_METADATA, AMAS_DEDUP_METADATA, AMAS_LIMIT_METADATA } from './constants.js';
-import type { BreakerMetadata, DeduplicateOptions, LimitMetadata } from './decorators.js';
+import { AMAS_BREAKER_METADATA, AMAS_CACHE_METADATA, AMAS_DEDUP_METADATA, AMAS_LIMIT_METADATA } from './constants.js';
+import type { BreakerMetadata, CachedDecoratorOptions, DeduplicateOptions, LimitMetadata } from './decorators.js';
 
 type AnyFn = (this: unknown, ...args: unknown[]) => unknown;
 type Call = (self: unknown, args: unknown[]) => unknown;
@@ -25,13 +26,15 @@ export function hasProviderPolicies(method: unknown): boolean {
     typeof method === 'function' &&
     (Reflect.hasMetadata(AMAS_BREAKER_METADATA, method) ||
       Reflect.hasMetadata(AMAS_LIMIT_METADATA, method) ||
-      Reflect.hasMetadata(AMAS_DEDUP_METADATA, method))
+      Reflect.hasMetadata(AMAS_DEDUP_METADATA, method) ||
+      Reflect.hasMetadata(AMAS_CACHE_METADATA, method))
   );
 }
 
 /**
  * Replaces `instance[name]` (an own property; the prototype is untouched) by a method applying, in the
- * pipeline's order: RateLimit -> Deduplicate -> CircuitProtected -> the original method. Resolves every
+ * pipeline's order: Cached -> RateLimit -> Deduplicate -> CircuitProtected -> the original method (a cache
+ * hit is charged no limit and needs no breaker). Resolves every
  * limiter, breaker and flight now, so a bad option fails at start-up. `label` is `Class.method`.
  */
 export function wrapProviderMethod(amas: Amas, instance: object, name: string, label: string): void {
@@ -90,6 +93,29 @@ export function wrapProviderMethod(amas: Amas, instance: object, name: string, l
         throw error;
       }
       return inner(self, args);
+    };
+  }
+
+  const cacheMeta = Reflect.getMetadata(AMAS_CACHE_METADATA, original) as CachedDecoratorOptions | undefined;
+  if (cacheMeta) {
+    const { ttl, grace, namespace, key: keyFn } = cacheMeta;
+    if (keyFn !== undefined && typeof keyFn !== 'function') {
+      throw new InvalidOptionError([{ path: 'key', received: typeof keyFn, expected: 'a function' }], where('Cached'));
+    }
+    const cache = withWhere(where('Cached'), () => amas.cache);
+    const setOptions = { ...(ttl !== undefined && { ttl }), ...(grace !== undefined && { grace }), ...(namespace !== undefined && { namespace }) };
+    // A bad ttl or namespace fails at start-up, not on the first call.
+    withWhere(where('Cached'), () => parseOptions(getOrSetOptionsSchema, setOptions, where('Cached')));
+    const inner = call;
+    call = (self, args) => {
+      let key: unknown;
+      try {
+        key = keyFn ? keyFn(...args) : `${label}:${stableKey(args)}`;
+      } catch {
+        key = undefined;
+      }
+      if (typeof key !== 'string' || key === '') return invoke(inner, self, args); // unkeyable: run uncached
+      return cache.getOrSet(key, () => inner(self, args), setOptions);
     };
   }
 

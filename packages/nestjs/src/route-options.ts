@@ -1,6 +1,7 @@
 import type { RouteOptions } from '@amas/core';
 import {
   AMAS_BREAKER_METADATA,
+  AMAS_CACHE_METADATA,
   AMAS_DEDUP_METADATA,
   AMAS_LIMIT_METADATA,
   AMAS_ROUTE_METADATA,
@@ -41,6 +42,8 @@ function layer(target: Target, defaultBreakerName: string): unknown {
   const dedup = Reflect.getMetadata(AMAS_DEDUP_METADATA, target) as DeduplicateOptions | undefined;
   if (dedup) out.dedup = dedup.key === undefined ? true : { key: dedup.key };
   if (Reflect.getMetadata(AMAS_SKIP_METADATA, target) === true) out.skip = true;
+  const cache = Reflect.getMetadata(AMAS_CACHE_METADATA, target) as Record<string, unknown> | undefined;
+  if (cache !== undefined) out.cache = isObject(cache) && Object.keys(cache).length === 0 ? true : cache;
   return out;
 }
 

@@ -1,5 +1,6 @@
 import { ServerResponse } from 'node:http';
 import type { RequestTicket, SharedResponse } from './pipeline.js';
+import type { ResponsePlan } from './response-layer.js';
 import { REJECTION_CONTENT_TYPE, rejectionJson, type Rejection } from './rejection.js';
 
 type WriteHead = ServerResponse['writeHead'];
@@ -42,7 +43,10 @@ export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, o
     for (const name in limitHeaders) res.setHeader(name, limitHeaders[name]!);
   }
   if (ticket.timed) timeHeaders(res, ticket);
-  if (ticket.leads) {
+  if (ticket.plan !== undefined) {
+    // The response layer buffers the whole response anyway: dedup followers get it from there.
+    captureForPlan(res, ticket, ticket.plan);
+  } else if (ticket.leads) {
     const maxCaptureBytes = options.maxCaptureBytes ?? Infinity;
     ticket.startCapture = () => {
       // Only a response not yet started can be captured whole.
@@ -197,15 +201,123 @@ function captureBody(res: ServerResponse, ticket: RequestTicket, maxCaptureBytes
   } as ServerResponse['end'];
 }
 
-/** Writes a shared (dedup) response for a follower, with the follower's own per-response headers. */
+/**
+ * Routes with a response plan (cache, compression, fields): the handler's whole response is held until it
+ * ends, handed to `plan.complete`, and what that returns is written instead. Streams (text/event-stream)
+ * and bodies over the plan's limit are let through untouched from the moment they show up.
+ */
+function captureForPlan(res: ServerResponse, ticket: RequestTicket, plan: ResponsePlan): void {
+  const originalWriteHead = res.writeHead as (...a: unknown[]) => ServerResponse;
+  const originalWrite = res.write as (...a: unknown[]) => boolean;
+  const originalEnd = res.end as (...a: unknown[]) => ServerResponse;
+  const max = plan.maxBodyBytes;
+  let chunks: Buffer[] = [];
+  let size = 0;
+  let headWritten = false;
+  let passing = false;
+  let ended = false;
+  const restore = () => {
+    res.writeHead = originalWriteHead as ServerResponse['writeHead'];
+    res.write = originalWrite as ServerResponse['write'];
+    res.end = originalEnd as ServerResponse['end'];
+  };
+  // From here on the response goes out as the handler writes it.
+  const passThrough = () => {
+    passing = true;
+    restore();
+    plan.filled();
+    if (ticket.leads) ticket.share({ status: res.statusCode, aborted: true });
+    if (headWritten && !res.headersSent) originalWriteHead.call(res, res.statusCode);
+    for (const chunk of chunks) originalWrite.call(res, chunk);
+    chunks = [];
+  };
+  const hold = (chunk: unknown, encoding: unknown): void => {
+    if (chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : Buffer.from(chunk as Uint8Array);
+    chunks.push(buffer);
+    size += buffer.length;
+  };
+  ticket.startCapture = () => !passing && !ended;
+  res.writeHead = function writeHead(this: ServerResponse, statusCode: number, reasonOrHeaders?: unknown, maybeHeaders?: unknown) {
+    if (plan.withdrawn) {
+      restore();
+      // eslint-disable-next-line prefer-rest-params
+      return originalWriteHead.apply(this, arguments as unknown as unknown[]);
+    }
+    const reason = typeof reasonOrHeaders === 'string';
+    const headers = reason ? maybeHeaders : reasonOrHeaders;
+    if (headers !== null && typeof headers === 'object') {
+      if (Array.isArray(headers)) for (let i = 0; i + 1 < headers.length; i += 2) this.setHeader(String(headers[i]), headers[i + 1] as string);
+      else for (const name in headers as Record<string, unknown>) this.setHeader(name, (headers as Record<string, string>)[name]!);
+    }
+    this.statusCode = statusCode;
+    if (reason) this.statusMessage = reasonOrHeaders as string;
+    headWritten = true;
+    if (/text\/event-stream/i.test(String(this.getHeader('content-type') ?? ''))) passThrough();
+    return this;
+  } as ServerResponse['writeHead'];
+  res.write = function write(this: ServerResponse, chunk: unknown, encoding?: unknown, callback?: unknown) {
+    if (plan.withdrawn) {
+      restore();
+      // eslint-disable-next-line prefer-rest-params
+      return originalWrite.apply(this, arguments as unknown as unknown[]);
+    }
+    headWritten = true;
+    if (/text\/event-stream/i.test(String(this.getHeader('content-type') ?? ''))) {
+      passThrough();
+      // eslint-disable-next-line prefer-rest-params
+      return originalWrite.apply(this, arguments as unknown as unknown[]);
+    }
+    hold(chunk, encoding);
+    const cb = typeof encoding === 'function' ? encoding : callback;
+    if (size > max) passThrough();
+    if (typeof cb === 'function') process.nextTick(cb as () => void);
+    return true;
+  } as ServerResponse['write'];
+  res.end = function end(this: ServerResponse, chunk?: unknown, encoding?: unknown, callback?: unknown) {
+    if (plan.withdrawn) {
+      restore();
+      // eslint-disable-next-line prefer-rest-params
+      return originalEnd.apply(this, arguments as unknown as unknown[]);
+    }
+    if (ended) return this;
+    ended = true;
+    hold(chunk, encoding);
+    restore();
+    const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
+    const body = Buffer.concat(chunks);
+    chunks = [];
+    const status = this.statusCode;
+    const headers = this.getHeaders() as Record<string, string | string[] | number | undefined>;
+    if (ticket.leads) ticket.share({ status, headers, body });
+    const send = (finalStatus: number, finalBody: Buffer) => {
+      if (this.destroyed) return;
+      originalWriteHead.call(this, finalStatus);
+      originalEnd.call(this, finalBody, cb);
+    };
+    plan.complete({ status, headers, body }).then(
+      (final) => {
+        if (this.headersSent) return;
+        for (const name of final.removeHeaders) this.removeHeader(name);
+        for (const name in final.headers) this.setHeader(name, final.headers[name]!);
+        send(final.status, final.body);
+      },
+      // The plan failed (a compression error): the handler's response goes out as it was.
+      () => send(status, body),
+    );
+    return this;
+  } as ServerResponse['end'];
+}
+
+/** Writes a shared (dedup) or cached response, with this request's own per-response headers. */
 export function writeSharedResponse(res: ServerResponse, shared: SharedResponse, ticket: RequestTicket): void {
   if (res.headersSent) return;
   for (const name in shared.headers) res.setHeader(name, shared.headers[name]!);
   const limitHeaders = ticket.headers;
   if (limitHeaders !== undefined) for (const name in limitHeaders) res.setHeader(name, limitHeaders[name]!);
   if (ticket.timed) ticket.setTimingHeaders(res);
-  res.setHeader('x-amas-dedup', 'shared');
-  res.setHeader('content-length', shared.body.length);
+  if (shared.source !== 'cache') res.setHeader('x-amas-dedup', 'shared');
+  if (shared.status !== 304) res.setHeader('content-length', shared.body.length);
   res.writeHead(shared.status);
   res.end(shared.body);
   ticket.finish({ status: shared.status });

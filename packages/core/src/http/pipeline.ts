@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { BreakerOpenError, RateLimitedError, StoreUnavailableError, isAmasError, type AmasError } from '../errors.js';
+import { BreakerOpenError, InvalidFieldsError, RateLimitedError, StoreUnavailableError, isAmasError, type AmasError } from '../errors.js';
 import type { BreakerPermit, CircuitBreaker } from '../policies/circuit-breaker.js';
 import type { LimitDecision } from '../policies/limit-decision.js';
 import { checkLimits, refundQuietly, type CheckableLimiter, type LimitsOutcome } from '../policies/limit-check.js';
@@ -11,6 +11,8 @@ import type { NeutralRequest } from './neutral-request.js';
 import { rateLimitHeaders, type RateLimitHeaderMode } from './rate-limit-headers.js';
 import { defaultRejectionBody, renderRejection, type Rejection, type RejectionBodyRenderer } from './rejection.js';
 import type { AmasMetrics } from '../metrics/amas-metrics.js';
+import type { TieredCache } from '../cache/tiered-cache.js';
+import { ResponseLayer, type CompiledResponseOptions, type FinalResponse, type ResponsePlan } from './response-layer.js';
 
 /** What the pipeline needs from the engine (kept narrow so the pipeline is testable alone). */
 export interface PipelineHost {
@@ -21,6 +23,8 @@ export interface PipelineHost {
   /** The cross-replica flight for `http.dedup.shared` (one per distinct options); throws InvalidOptionError without a store. */
   sharedFlight(options: unknown, where: string): SharedFlight;
   readonly httpOptions: ResolvedHttpOptions;
+  /** The engine's tiered cache (HTTP response caching stores there). */
+  readonly cache: TieredCache;
 }
 
 export interface ResolvedHttpOptions {
@@ -35,6 +39,9 @@ export interface ResolvedHttpOptions {
   isFailureStatus: (status: number) => boolean;
   rejectionBody: RejectionBodyRenderer;
   maxSharedBodyBytes: number;
+  cache?: unknown;
+  compression?: unknown;
+  fields?: unknown;
 }
 
 /** A route's options, validated and resolved to live limiters and breakers once, at start-up. */
@@ -57,7 +64,9 @@ export interface CompiledRoute {
    * Which options the route set itself. A nested admission uses them to take the outer admission's
    * decision back for those parts (`withdraw`), so per-route options override global ones there too.
    */
-  readonly overrides: { limit: boolean; breaker: boolean; dedup: boolean };
+  readonly overrides: { limit: boolean; breaker: boolean; dedup: boolean; response: boolean };
+  /** Response caching, compression and field filtering (undefined: none of them). */
+  readonly response: CompiledResponseOptions | undefined;
 }
 
 /** A response a dedup leader produced, replayed to its followers. */
@@ -65,6 +74,8 @@ export interface SharedResponse {
   status: number;
   headers: Record<string, string | string[]>;
   body: Buffer;
+  /** 'cache': an HTTP cache answer (its headers carry X-Cache); default: a dedup leader's response. */
+  source?: 'dedup' | 'cache';
 }
 
 export interface Outcome {
@@ -117,8 +128,11 @@ export class HttpPipeline {
   /** In-flight dedup leaders by key; followers wait on the leader's ticket. */
   private readonly flights = new Map<string, RequestTicket>();
   private readonly observers = new Map<string, CircuitBreaker>();
+  private readonly responses: ResponseLayer;
 
-  constructor(private readonly host: PipelineHost) {}
+  constructor(private readonly host: PipelineHost) {
+    this.responses = new ResponseLayer(() => host.cache);
+  }
 
   /** Validates and resolves route options at start-up; throws InvalidOptionError with the option's path. */
   compile(options: RouteOptions | undefined, pattern?: string, compileOptions: { nested?: boolean } = {}): CompiledRoute {
@@ -157,7 +171,14 @@ export class HttpPipeline {
       dedup,
       identity: (route.identity as IdentityFn | undefined) ?? http.identity,
       nested,
-      overrides: { limit: route.limit !== undefined, breaker: route.breaker !== undefined, dedup: route.dedup !== undefined },
+      overrides: {
+        limit: route.limit !== undefined,
+        breaker: route.breaker !== undefined,
+        dedup: route.dedup !== undefined,
+        response: route.cache !== undefined || route.compression !== undefined || route.fields !== undefined,
+      },
+      // A nested route's own response options replace the outer admission's (global ones still fill the gaps).
+      response: this.responses.compile(route, this.host.httpOptions, where),
     };
   }
 
@@ -219,7 +240,10 @@ export class HttpPipeline {
     return this.dedupThenPass(req, route, started, pattern, rateLimitHeaders(merge(decisions, true), http.rateLimitHeaders), identity);
   }
 
-  /** 2. Dedup: an identical request in flight answers this one too. */
+  /**
+   * 2. The response layer: a malformed `?fields=` is a 400; a cached response answers here (HIT, or STALE
+   * while another request refreshes it); otherwise the request goes on with its plan (MISS, BYPASS).
+   */
   private dedupThenPass(
     req: NeutralRequest,
     route: CompiledRoute,
@@ -228,18 +252,56 @@ export class HttpPipeline {
     limitHeaders: Record<string, string> | undefined,
     chargedIdentity: string | undefined,
   ): Admission | Promise<Admission> {
+    if (route.response === undefined) return this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, undefined);
+    const identity = chargedIdentity ?? resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy });
+    let plan: ResponsePlan;
+    try {
+      plan = this.responses.plan(req, route.response, identity);
+    } catch (error) {
+      if (!(error instanceof InvalidFieldsError)) throw error;
+      const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'bad_request');
+      return { action: 'reject', ticket, rejection: this.reject(error, limitHeaders ?? {}, ticket) };
+    }
+    if (plan.key === undefined) return this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, plan);
+    return this.responses.lookup(plan).then(
+      (answer) => {
+        if (answer === undefined) return this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, plan);
+        return this.cached(answer, req, route, started, pattern, limitHeaders);
+      },
+      // The cache failed in a way its own fallbacks did not absorb: serve from the handler, uncached.
+      () => this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, undefined),
+    );
+  }
+
+  private cached(answer: FinalResponse, req: NeutralRequest, route: CompiledRoute, started: number, pattern: string | undefined, limitHeaders: Record<string, string> | undefined): Admission {
+    const status = answer.headers['x-cache'];
+    this.host.metrics.recordHttpCache(pattern, typeof status === 'string' ? status : 'HIT');
+    const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'cached');
+    return { action: 'replay', ticket, response: { status: answer.status, headers: answer.headers, body: answer.body, source: 'cache' } };
+  }
+
+  /** 3. Dedup: an identical request in flight answers this one too. */
+  private dedupStep(
+    req: NeutralRequest,
+    route: CompiledRoute,
+    started: number,
+    pattern: string | undefined,
+    limitHeaders: Record<string, string> | undefined,
+    chargedIdentity: string | undefined,
+    plan: ResponsePlan | undefined,
+  ): Admission | Promise<Admission> {
     let leaderKey: string | undefined;
     if (route.dedup) {
       const identity = chargedIdentity ?? resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy });
       const key = this.dedupKey(req, route, identity);
-      if (route.dedup.shared) return this.sharedDedup(route.dedup.shared, key, req, route, started, pattern, limitHeaders, chargedIdentity);
+      if (route.dedup.shared) return this.sharedDedup(route.dedup.shared, key, req, route, started, pattern, limitHeaders, chargedIdentity, plan);
       const leader = this.flights.get(key);
       const wait = leader?.waitForShare();
-      if (wait !== undefined) return this.follow(wait, req, route, started, limitHeaders, pattern, chargedIdentity);
+      if (wait !== undefined) return this.follow(wait, req, route, started, limitHeaders, pattern, chargedIdentity, plan);
       // No leader, or one whose response can no longer be shared (it already started writing): lead.
       leaderKey = key;
     }
-    return this.pass(req, route, started, limitHeaders, chargedIdentity, leaderKey);
+    return this.pass(req, route, started, limitHeaders, chargedIdentity, leaderKey, plan);
   }
 
   /**
@@ -257,12 +319,13 @@ export class HttpPipeline {
     pattern: string | undefined,
     limitHeaders: Record<string, string> | undefined,
     chargedIdentity: string | undefined,
+    plan: ResponsePlan | undefined,
   ): Promise<Admission> {
     return new Promise<Admission>((admit) => {
       let leads = false;
       const lead = (): Promise<SharedResponse | undefined> | undefined => {
         leads = true;
-        const admission = this.pass(req, route, started, limitHeaders, chargedIdentity, undefined);
+        const admission = this.pass(req, route, started, limitHeaders, chargedIdentity, undefined, plan);
         admit(admission);
         if (admission.action !== 'pass') return undefined; // an open breaker: nothing ran, nothing to share
         return new Promise((resolve) => admission.ticket.leadRemote(resolve));
@@ -270,20 +333,21 @@ export class HttpPipeline {
       flight.do(key, lead).then(
         (shared) => {
           if (leads) return;
-          if (!shared) return admit(this.pass(req, route, started, limitHeaders, chargedIdentity, undefined));
+          if (!shared) return admit(this.pass(req, route, started, limitHeaders, chargedIdentity, undefined, plan));
+          plan?.filled();
           this.host.metrics.recordDedupShared(pattern);
           const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'shared');
           admit({ action: 'replay', ticket, response: reviveShared(shared) });
         },
         // The leader's run failed in a way the flight reports as an error: run this request itself.
         () => {
-          if (!leads) admit(this.pass(req, route, started, limitHeaders, chargedIdentity, undefined));
+          if (!leads) admit(this.pass(req, route, started, limitHeaders, chargedIdentity, undefined, plan));
         },
       );
     });
   }
 
-  /** 3. Breaker: an open enforcing breaker rejects fast; otherwise the request holds a permit and passes. */
+  /** 4. Breaker: an open enforcing breaker rejects fast; otherwise the request holds a permit and passes. */
   private pass(
     req: NeutralRequest,
     route: CompiledRoute,
@@ -291,11 +355,13 @@ export class HttpPipeline {
     limitHeaders: Record<string, string> | undefined,
     chargedIdentity: string | undefined,
     leaderKey: string | undefined,
+    plan?: ResponsePlan,
   ): Admission {
     let permit: BreakerPermit | undefined;
     if (route.breaker) {
       const acquired = route.breaker.tryAcquire();
       if (isAmasError(acquired)) {
+        plan?.filled();
         if (chargedIdentity !== undefined) for (const limiter of route.limiters) refundQuietly(limiter, chargedIdentity, 1);
         const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'breaker_open');
         return { action: 'reject', ticket, rejection: this.reject(acquired as BreakerOpenError, limitHeaders ?? {}, ticket) };
@@ -304,6 +370,7 @@ export class HttpPipeline {
     }
 
     const ticket = new RequestTicket(this, route, req, started, permit, limitHeaders, undefined);
+    ticket.plan = plan;
     if (chargedIdentity !== undefined) ticket.charged = { limiters: route.limiters, identity: chargedIdentity };
     if (leaderKey !== undefined) ticket.lead(leaderKey, this.flights);
     return { action: 'pass', ticket };
@@ -351,13 +418,15 @@ export class HttpPipeline {
     limitHeaders: Record<string, string> | undefined,
     pattern: string | undefined,
     chargedIdentity: string | undefined,
+    plan: ResponsePlan | undefined,
   ): Promise<Admission> {
     const shared = await flight;
     if (!shared) {
       // The leader produced nothing shareable (aborted, too big, already streaming): run this one itself,
       // without charging its limits a second time.
-      return this.pass(req, route, started, limitHeaders, chargedIdentity, undefined);
+      return this.pass(req, route, started, limitHeaders, chargedIdentity, undefined, plan);
     }
+    plan?.filled();
     this.host.metrics.recordDedupShared(pattern);
     const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'shared');
     return { action: 'replay', ticket, response: shared };
@@ -407,8 +476,11 @@ export class RequestTicket {
     private permit: BreakerPermit | undefined,
     /** Rate-limit headers to set on the response before it is written. */
     public headers: Record<string, string> | undefined,
-    private readonly fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | undefined,
+    private readonly fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | 'cached' | 'bad_request' | undefined,
   ) {}
+
+  /** @internal The response plan (caching, compression, fields) the adapter applies to this request's response. */
+  plan: ResponsePlan | undefined;
 
   /** @internal The limiters this admission charged, and for whom (so a route-level override can refund them). */
   charged: { limiters: readonly CheckableLimiter[]; identity: string } | undefined;
@@ -431,6 +503,11 @@ export class RequestTicket {
       this.permit = undefined;
     }
     if (overrides.dedup && (this.flightKey !== undefined || this.remote !== undefined)) this.share({ status: 0, aborted: true });
+    if (overrides.response && this.plan !== undefined) {
+      // The route's own plan replaces this one: the outer capture passes everything through.
+      this.plan.withdrawn = true;
+      this.plan.filled();
+    }
     return removed;
   }
 
@@ -557,8 +634,14 @@ export class RequestTicket {
       }
     }
     if (this.flightKey !== undefined || this.remote !== undefined) this.share(outcome);
+    const plan = this.plan;
+    if (plan !== undefined) {
+      plan.filled();
+      if (plan.status !== undefined && !plan.withdrawn) this.pipeline.metrics.recordHttpCache(outcome.route ?? this.route.pattern ?? this.req.route, plan.served ?? plan.status);
+    }
     if (this.route.nested) return;
-    const result = this.fixedOutcome ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');
+    const fixed = this.fixedOutcome === 'cached' || this.fixedOutcome === 'bad_request' ? undefined : this.fixedOutcome;
+    const result = fixed ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');
     this.pipeline.metrics.recordRequest(
       outcome.route ?? this.route.pattern ?? this.req.route,
       this.req.method,

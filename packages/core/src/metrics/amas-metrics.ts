@@ -2,6 +2,8 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { BreakerRegistry } from '../policies/breaker-registry.js';
 import { FastCounter, type CounterSeriesRef } from './fast-counter.js';
 import { RequestMetrics } from './request-metrics.js';
+import { CacheMetrics } from './cache-metrics.js';
+import type { TieredCache } from '../cache/tiered-cache.js';
 
 export interface MetricsOptions {
   /** A prom-client Registry to register into (e.g. the app's own); default: a new one owned by the instance. */
@@ -36,6 +38,10 @@ export class AmasMetrics {
   readonly breakerCalls: Counter<'breaker' | 'outcome'>;
   readonly rateLimitDecisions: FastCounter;
   readonly dedupShared: FastCounter;
+  /** amas_http_cache_total{route,status}: responses by cache status (HIT, MISS, STALE, BYPASS). */
+  readonly httpCache: FastCounter;
+  private cacheMetrics: CacheMetrics | undefined;
+  private readonly prefix: string;
   /** Per limit name: its [allowed, limited] series. */
   private readonly limitSeries = new Map<string, [CounterSeriesRef, CounterSeriesRef]>();
   private readonly routes = new Set<string>();
@@ -100,6 +106,8 @@ export class AmasMetrics {
       `${p}dedup_shared_total`,
       'Requests answered from another identical in-flight request instead of running again',
     );
+    this.httpCache = new FastCounter(this.registry, `${p}http_cache_total`, 'HTTP responses of cached routes by cache status (HIT, MISS, STALE, BYPASS)');
+    this.prefix = p;
     breakers.on('stateChange', (e) => this.breakerTransitions.inc({ breaker: e.name, from: e.from, to: e.to }));
   }
 
@@ -123,6 +131,16 @@ export class AmasMetrics {
     this.dedupShared.seriesFor({ route: this.routeLabel(route) }).value++;
   }
 
+  /** Counts one response of a cached route by its X-Cache status. */
+  recordHttpCache(route: string | undefined, status: string): void {
+    this.httpCache.seriesFor({ route: this.routeLabel(route), status }).value++;
+  }
+
+  /** Exports a tiered cache's counters (read from its stats when scraped). */
+  watchCache(cache: TieredCache): void {
+    (this.cacheMetrics ??= new CacheMetrics(this.registry, this.prefix)).watch(cache);
+  }
+
   /** The label value for a route: its pattern while under the cap, else `other`. */
   routeLabel(route: string | undefined): string {
     if (!route) return 'unmatched';
@@ -143,6 +161,8 @@ export class AmasMetrics {
     this.requests.unregister();
     this.rateLimitDecisions.unregister();
     this.dedupShared.unregister();
+    this.httpCache.unregister();
+    this.cacheMetrics?.unregister();
     for (const metric of [this.breakerState, this.breakerTransitions, this.breakerCalls]) {
       this.registry.removeSingleMetric((metric as unknown as { name: string }).name);
     }

@@ -4,6 +4,7 @@ import { limiterSpecSchema } from '../policies/limiters.js';
 import { clockSchema, fn, positiveInt } from './validate.js';
 import { redisStoreOptionsSchema } from '../stores/redis-store-options.js';
 import { isStore, type Store } from '../stores/store.js';
+import { compressionSchema, fieldsSchema, responseCacheSchema } from '../http/response-options.js';
 
 /** A limit on a route: the name of one in `limits`, or an inline spec. */
 export const limitRefSchema = z.union([z.string().min(1), limiterSpecSchema]);
@@ -38,6 +39,12 @@ export const routeOptionsSchema = z.strictObject({
   identity: fn.optional(),
   /** Leave this route alone entirely (no limits, no timing, no metrics). */
   skip: z.boolean().optional(),
+  /** Cache this route's responses (X-Cache, ETag/304, per-identity keys); see response-options.ts. */
+  cache: responseCacheSchema.optional(),
+  /** Compress responses negotiated from Accept-Encoding above a size threshold. */
+  compression: compressionSchema.optional(),
+  /** `?fields=id,items.price` filtering of JSON responses. */
+  fields: fieldsSchema.optional(),
 });
 
 export const httpOptionsSchema = z.strictObject({
@@ -61,6 +68,9 @@ export const httpOptionsSchema = z.strictObject({
   rejectionBody: fn.optional(),
   /** Largest response body (bytes) a dedup leader captures for its followers (default 8 MiB). */
   maxSharedBodyBytes: positiveInt.optional(),
+  cache: responseCacheSchema.optional(),
+  compression: compressionSchema.optional(),
+  fields: fieldsSchema.optional(),
 });
 
 export const metricsOptionsSchema = z.strictObject({
@@ -99,6 +109,12 @@ export const amasOptionsSchema = z
   replicas: positiveInt.optional(),
   /** What limits do while the store is unreachable: decide locally (default), admit everything, or deny. */
   onStoreFailure: z.enum(['local', 'open', 'closed']).optional(),
+  /**
+   * The engine's tiered cache (`amas.cache`, the HTTP response cache, `@Cached`): L1 in memory, L2 on the
+   * engine's store when it has one, optional L3. TieredCache options without `store`, `clock` and `logger`,
+   * validated when the cache is first built.
+   */
+  cache: z.record(z.string(), z.unknown()).optional(),
   clock: clockSchema.optional(),
   logger: z
     .custom<import('../logger.js').Logger>(

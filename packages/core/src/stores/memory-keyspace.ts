@@ -1,7 +1,7 @@
 /**
- * MemoryStore's data: keys with optional expiry, holding strings (what `get`/`set` see) or any JS value a
- * script's memory half keeps (a parsed hash, a limiter state). Expired keys vanish on read; a periodic
- * sweep frees keys nobody reads again.
+ * MemoryStore's data: keys with optional expiry, holding strings or Buffers (what `get`/`set` see: Redis
+ * strings) or any JS value a script's memory half keeps (a parsed hash, a limiter state). Expired keys vanish
+ * on read; a periodic sweep frees keys nobody reads again.
  */
 export class MemoryKeyspace {
   private readonly values = new Map<string, unknown>();
@@ -34,6 +34,25 @@ export class MemoryKeyspace {
     else this.expiries.set(key, this.now() + ttlMs);
   }
 
+  /** Stores a Redis-string value; a Buffer is copied, so the caller may reuse or change its own afterwards. */
+  setString(key: string, value: string | Buffer, ttlMs?: number): void {
+    this.set(key, typeof value === 'string' ? value : Buffer.from(value), ttlMs);
+  }
+
+  /** The value as a string (a Buffer read as utf8); undefined when missing or not a string value. */
+  getString(key: string): string | undefined {
+    const value = this.get(key);
+    if (typeof value === 'string') return value;
+    return Buffer.isBuffer(value) ? value.toString('utf8') : undefined;
+  }
+
+  /** The value's bytes in a fresh Buffer (the caller may change it); undefined when missing or not a string value. */
+  getBytes(key: string): Buffer | undefined {
+    const value = this.get(key);
+    if (typeof value === 'string') return Buffer.from(value, 'utf8');
+    return Buffer.isBuffer(value) ? Buffer.from(value) : undefined;
+  }
+
   /** Like PEXPIRE: false when the key does not exist. */
   expire(key: string, ttlMs: number): boolean {
     if (!this.has(key)) return false;
@@ -53,6 +72,16 @@ export class MemoryKeyspace {
     this.values.delete(key);
     this.expiries.delete(key);
     return existed;
+  }
+
+  /** Deletes every key starting with `prefix`; returns how many were live (expired ones go uncounted). */
+  deleteByPrefix(prefix: string): number {
+    let deleted = 0;
+    for (const key of this.values.keys()) {
+      if (!key.startsWith(prefix)) continue;
+      if (this.delete(key)) deleted++;
+    }
+    return deleted;
   }
 
   /** Drops every expired key; returns how many. */

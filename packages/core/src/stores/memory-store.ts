@@ -1,10 +1,12 @@
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { Emitter } from '../events.js';
 import { MemoryKeyspace } from './memory-keyspace.js';
+import { checkDeletePrefix } from './store.js';
 import type {
   ScriptArg,
   SetOptions,
   Store,
+  StoreEntry,
   StoreEvents,
   StoreHealth,
   StoreMessageListener,
@@ -58,15 +60,29 @@ export class MemoryStore implements Store {
 
   async get(key: string): Promise<string | undefined> {
     this.commands++;
-    const value = this.space.get(key);
-    return typeof value === 'string' ? value : undefined;
+    return this.space.getString(key);
   }
 
-  async set(key: string, value: string, options: SetOptions = {}): Promise<boolean> {
+  async getBuffer(key: string): Promise<Buffer | undefined> {
+    this.commands++;
+    return this.space.getBytes(key);
+  }
+
+  async getMany(keys: readonly string[]): Promise<Array<Buffer | undefined>> {
+    this.commands++;
+    return keys.map((key) => this.space.getBytes(key));
+  }
+
+  async set(key: string, value: string | Buffer, options: SetOptions = {}): Promise<boolean> {
     this.commands++;
     if (options.ifAbsent && this.space.has(key)) return false;
-    this.space.set(key, value, options.ttlMs);
+    this.space.setString(key, value, options.ttlMs);
     return true;
+  }
+
+  async setMany(entries: ReadonlyArray<StoreEntry>): Promise<void> {
+    this.commands++;
+    for (const { key, value, ttlMs } of entries) this.space.setString(key, value, ttlMs);
   }
 
   async delete(key: string): Promise<boolean> {
@@ -74,9 +90,24 @@ export class MemoryStore implements Store {
     return this.space.delete(key);
   }
 
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    this.commands++;
+    let deleted = 0;
+    for (const key of keys) if (this.space.delete(key)) deleted++;
+    return deleted;
+  }
+
+  async deleteByPrefix(prefix: string): Promise<number> {
+    checkDeletePrefix(prefix, this.prefix);
+    this.commands++;
+    return this.space.deleteByPrefix(prefix);
+  }
+
   async increment(key: string, by = 1, ttlMs?: number): Promise<number> {
     this.commands++;
-    const current = this.space.get(key);
+    const stored = this.space.get(key);
+    // A value set as a Buffer is a Redis string too: INCRBYFLOAT reads its text.
+    const current = Buffer.isBuffer(stored) ? stored.toString('utf8') : stored;
     const base = current === undefined ? 0 : Number(current);
     if (!Number.isFinite(base)) throw new TypeError(`MemoryStore: key ${key} does not hold a number`);
     const next = base + by;

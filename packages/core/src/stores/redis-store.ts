@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { StoreUnavailableError } from '../errors.js';
 import { Emitter } from '../events.js';
@@ -8,10 +9,12 @@ import { consoleLogger, type Logger } from '../logger.js';
 import { parseOptions } from '../options/validate.js';
 import { CircuitBreaker } from '../policies/circuit-breaker.js';
 import { redisStoreOptionsSchema, type RedisStoreOptions } from './redis-store-options.js';
+import { checkDeletePrefix } from './store.js';
 import type {
   ScriptArg,
   SetOptions,
   Store,
+  StoreEntry,
   StoreEvents,
   StoreHealth,
   StoreMessageListener,
@@ -37,6 +40,9 @@ type ScriptCommand = (script: string, numKeys: number, keys: readonly string[], 
  * write per iteration made them take turns), large enough to save most write syscalls.
  */
 const CORK_FLUSH_EVERY = 16;
+
+/** Keys per SCAN page in deleteByPrefix: big enough for few round trips, small enough to keep each call short. */
+const SCAN_COUNT = 1000;
 
 /** Replies that mean "this Redis cannot serve now" (count against availability), not "your command is wrong". */
 const UNAVAILABLE_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|NOTREADY)\b/;
@@ -189,7 +195,29 @@ export class RedisStore implements Store {
     return this.command('getBuffer', undefined, () => client.getBuffer(key), client).then((v) => v ?? undefined);
   }
 
-  async set(key: string, value: string, options: SetOptions = {}): Promise<boolean> {
+  getBuffer(key: string): Promise<Buffer | undefined> {
+    return this.command('getBuffer', undefined, () => this.client.getBuffer(key)).then((v) => v ?? undefined);
+  }
+
+  /** One MGET on a single node; on a Cluster one MGET per slot, sent together (a MGET may not span slots). */
+  async getMany(keys: readonly string[]): Promise<Array<Buffer | undefined>> {
+    if (keys.length === 0) return [];
+    const client = this.client;
+    if (!client.isCluster) {
+      const values = await this.command('mget', undefined, () => client.mgetBuffer(keys as string[]));
+      return values.map((v) => v ?? undefined);
+    }
+    const results = new Array<Buffer | undefined>(keys.length);
+    await Promise.all(
+      groupBySlot(keys, keyPrefixOf(client)).map(async ({ keys: slotKeys, indexes }) => {
+        const values = await this.command('mget', undefined, () => client.mgetBuffer(slotKeys));
+        for (let i = 0; i < indexes.length; i++) results[indexes[i]!] = values[i] ?? undefined;
+      }),
+    );
+    return results;
+  }
+
+  async set(key: string, value: string | Buffer, options: SetOptions = {}): Promise<boolean> {
     const { ttlMs, ifAbsent } = options;
     const reply = await this.command('set', undefined, () => {
       if (ttlMs !== undefined && ifAbsent) return this.client.set(key, value, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
@@ -200,8 +228,73 @@ export class RedisStore implements Store {
     return reply === 'OK';
   }
 
+  /** One pipeline (one socket write) on a single node; on a Cluster one SET per entry, sent together. */
+  async setMany(entries: ReadonlyArray<StoreEntry>): Promise<void> {
+    if (entries.length === 0) return;
+    const client = this.client;
+    if (client.isCluster) {
+      await Promise.all(entries.map(({ key, value, ttlMs }) => this.set(key, value, ttlMs === undefined ? {} : { ttlMs })));
+      return;
+    }
+    await this.command('setMany', undefined, () => {
+      const pipeline = client.pipeline();
+      for (const { key, value, ttlMs } of entries) {
+        if (ttlMs === undefined) pipeline.set(key, value);
+        else pipeline.set(key, value, 'PX', Math.max(1, Math.ceil(ttlMs)));
+      }
+      // exec resolves with one [error, reply] per command: the first error fails the batch.
+      return pipeline.exec().then((replies) => {
+        for (const [error] of replies ?? []) if (error) throw error;
+      });
+    });
+  }
+
   async delete(key: string): Promise<boolean> {
     return (await this.command('del', undefined, () => this.client.del(key))) > 0;
+  }
+
+  /** One UNLINK on a single node; on a Cluster one per slot, sent together. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const client = this.client;
+    if (!client.isCluster) return this.command('unlink', undefined, () => client.unlink(keys as string[]));
+    const counts = await Promise.all(groupBySlot(keys, keyPrefixOf(client)).map((group) => this.command('unlink', undefined, () => client.unlink(group.keys))));
+    return counts.reduce((sum, n) => sum + n, 0);
+  }
+
+  /**
+   * SCAN MATCH + UNLINK page by page on the slow connection (a long scan never delays limiter decisions), on
+   * every master of a Cluster. Keys are handled as bytes, so a key that is not valid utf8 is deleted too.
+   */
+  async deleteByPrefix(prefix: string): Promise<number> {
+    checkDeletePrefix(prefix, this.prefix);
+    const slow = await this.slowConnection.get();
+    // SCAN patterns are not keys: ioredis does not add its keyPrefix to them, so it is added here.
+    const keyPrefix = keyPrefixOf(slow);
+    const pattern = `${escapeGlob(keyPrefix + prefix)}*`;
+    const nodes = slow.isCluster ? (slow as Cluster).nodes('master') : [slow as Redis];
+    const counts = await Promise.all(nodes.map((node) => this.deleteMatching(node, pattern, slow, Buffer.byteLength(keyPrefix))));
+    return counts.reduce((sum, n) => sum + n, 0);
+  }
+
+  /** Scans one node for `pattern`; unlinks each page's keys through `router` (it follows Cluster redirects). */
+  private async deleteMatching(node: Redis, pattern: string, router: RedisClient, keyPrefixBytes: number): Promise<number> {
+    let cursor = '0';
+    let deleted = 0;
+    do {
+      const [next, found] = await this.command('scan', undefined, () => node.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT), node);
+      cursor = next.toString();
+      if (found.length === 0) continue;
+      // SCAN returns full names; the client adds its keyPrefix again, so it is cut off here.
+      const keys = keyPrefixBytes === 0 ? found : found.map((key) => key.subarray(keyPrefixBytes));
+      if (!router.isCluster) {
+        deleted += await this.command('unlink', undefined, () => router.unlink(keys), router);
+        continue;
+      }
+      const counts = await Promise.all(groupBySlot(found, '').map((group) => this.command('unlink', undefined, () => router.unlink(group.indexes.map((i) => keys[i]!)), router)));
+      deleted += counts.reduce((sum, n) => sum + n, 0);
+    } while (cursor !== '0');
+    return deleted;
   }
 
   async increment(key: string, by = 1, ttlMs?: number): Promise<number> {
@@ -574,6 +667,30 @@ class DedicatedConnection {
     }
     return this.ready;
   }
+}
+
+/** The keyPrefix ioredis adds to every key a client sends ('' when none). */
+function keyPrefixOf(client: RedisClient): string {
+  return (client.options as { keyPrefix?: string }).keyPrefix ?? '';
+}
+
+/** Keys grouped by Cluster hash slot (of the name Redis sees: `keyPrefix` + key), with their positions in `keys`. */
+function groupBySlot<K extends string | Buffer>(keys: readonly K[], keyPrefix: string): Array<{ keys: K[]; indexes: number[] }> {
+  const groups = new Map<number, { keys: K[]; indexes: number[] }>();
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    const slot = calculateSlot(keyPrefix === '' ? key : Buffer.concat([Buffer.from(keyPrefix), Buffer.from(key)]));
+    let group = groups.get(slot);
+    if (!group) groups.set(slot, (group = { keys: [], indexes: [] }));
+    group.keys.push(key);
+    group.indexes.push(i);
+  }
+  return [...groups.values()];
+}
+
+/** Escapes the glob characters of a SCAN MATCH pattern, so `prefix` matches only itself. */
+function escapeGlob(prefix: string): string {
+  return prefix.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 /** Resolves with `client` once it is ready (at once if it is); rejects StoreUnavailableError after `timeoutMs`. */

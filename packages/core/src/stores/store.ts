@@ -50,6 +50,14 @@ export interface SetOptions {
   ifAbsent?: boolean;
 }
 
+/** One write of a batch (`setMany`). */
+export interface StoreEntry {
+  key: string;
+  value: string | Buffer;
+  /** Time to live in ms; default: no expiry. */
+  ttlMs?: number;
+}
+
 export interface StoreRunOptions {
   /** Run on the connection for slow work (large values), so it never delays limiter decisions. */
   slow?: boolean;
@@ -97,10 +105,28 @@ export interface Store {
   key(tag: string, ...rest: string[]): string;
   /** Runs a script atomically; rejects StoreUnavailableError when the store cannot answer in time. */
   run<R>(script: StoreScript<R>, keys: string[], args: ScriptArg[], options?: StoreRunOptions): Promise<R>;
+  /** A value set as a Buffer reads back as its utf8 string. */
   get(key: string): Promise<string | undefined>;
-  /** Returns false only when `ifAbsent` was set and the key existed. */
-  set(key: string, value: string, options?: SetOptions): Promise<boolean>;
+  /** The value's bytes (binary-safe); a value set as a string reads back as its utf8 bytes. */
+  getBuffer(key: string): Promise<Buffer | undefined>;
+  /**
+   * Results in the order of `keys`, undefined for a missing key. One round trip on a single node; on a
+   * Cluster one command per hash slot (keys sharing a tag travel together).
+   */
+  getMany(keys: readonly string[]): Promise<Array<Buffer | undefined>>;
+  /** Returns false only when `ifAbsent` was set and the key existed. The store keeps its own copy of a Buffer. */
+  set(key: string, value: string | Buffer, options?: SetOptions): Promise<boolean>;
+  /** Writes every entry (pipelined: the commands leave together); not atomic across entries. */
+  setMany(entries: ReadonlyArray<StoreEntry>): Promise<void>;
   delete(key: string): Promise<boolean>;
+  /** Deletes the keys (UNLINK on Redis); returns how many existed. */
+  deleteMany(keys: readonly string[]): Promise<number>;
+  /**
+   * Deletes every key whose full name starts with `prefix` (which must start with the store's own `prefix`,
+   * so no call can reach another application's keys); returns how many. Not atomic: on Redis it scans the
+   * keyspace (on every Cluster master), so keys written meanwhile may survive.
+   */
+  deleteByPrefix(prefix: string): Promise<number>;
   /** Adds `by` (default 1) and returns the new value; `ttlMs` applies when the increment creates the key. */
   increment(key: string, by?: number, ttlMs?: number): Promise<number>;
   publish(channel: string, message: string): Promise<void>;
@@ -115,6 +141,13 @@ export interface Store {
   health(): StoreHealth;
   on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void;
   close(): Promise<void>;
+}
+
+/** Refuses a `deleteByPrefix` prefix outside the store's own keys (an empty one would wipe a shared Redis). */
+export function checkDeletePrefix(prefix: string, storePrefix: string): void {
+  if (typeof prefix !== 'string' || prefix.length === 0 || !prefix.startsWith(storePrefix)) {
+    throw new TypeError(`deleteByPrefix: prefix ${JSON.stringify(prefix)} must be non-empty and start with the store prefix ${JSON.stringify(storePrefix)}`);
+  }
 }
 
 /** True for any object that looks like a Store (an instance from another copy of this package included). */

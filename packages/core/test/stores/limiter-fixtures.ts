@@ -115,8 +115,13 @@ export function wrapStore(inner: Store, hooks: StoreHooks = {}): Store & { runs:
       return error ? Promise.reject(error) : inner.run(script, keys, args, options);
     }) as Store['run'],
     get: (key: string) => inner.get(key),
+    getBuffer: (key: string) => inner.getBuffer(key),
+    getMany: (keys: readonly string[]) => inner.getMany(keys),
     set: ((key, value, options) => inner.set(key, value, options)) as Store['set'],
+    setMany: ((entries) => inner.setMany(entries)) as Store['setMany'],
     delete: (key: string) => inner.delete(key),
+    deleteMany: (keys: readonly string[]) => inner.deleteMany(keys),
+    deleteByPrefix: (prefix: string) => inner.deleteByPrefix(prefix),
     increment: ((key, by, ttl) => inner.increment(key, by, ttl)) as Store['increment'],
     publish: (channel: string, message: string) => inner.publish(channel, message),
     subscribe: ((channel, listener) => inner.subscribe(channel, listener)) as Store['subscribe'],
