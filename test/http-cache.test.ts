@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import express from 'express';
 import Fastify from 'fastify';
-import { Body, Controller, Get, Header, HttpException, Module, Param, Post, Req, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpException, Injectable, Module, Param, Post, Req, UseGuards, type CanActivate, type ExecutionContext, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -391,6 +391,54 @@ describe.each(frameworks)('%s', (_name, start) => {
       const metrics = await app.amas.registry.metrics();
       expect(metrics).toMatch(/amas_http_cache_total\{route="[^"]*items[^"]*",status="HIT"\} \d+/);
       expect(metrics).toMatch(/amas_cache_requests_total\{cache="amas",level="l1",result="hit"\} \d+/);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('nest: @Cached() runs after auth guards', () => {
+  it.each(['express', 'fastify'] as const)('on %s the cache key is partitioned by the user a controller guard set', async (platform) => {
+    let runs = 0;
+
+    @Injectable()
+    class TokenGuard implements CanActivate {
+      canActivate(context: ExecutionContext): boolean {
+        const req = context.switchToHttp().getRequest<{ headers: Record<string, string>; user?: unknown }>();
+        const token = req.headers.authorization;
+        if (!token) return false;
+        req.user = { id: token.replace('Bearer ', '') };
+        return true;
+      }
+    }
+
+    @Controller()
+    @UseGuards(TokenGuard)
+    class MeController {
+      @Get('me')
+      @Cached()
+      me(@Req() req: { user: { id: string } }) {
+        runs++;
+        return { me: req.user.id, runs };
+      }
+    }
+
+    @Module({ imports: [AmasModule.forRoot({ logger: silentLogger })], controllers: [MeController], providers: [TokenGuard] })
+    class MeModule {}
+
+    const app = await NestFactory.create(MeModule, platform === 'express' ? new ExpressAdapter() : new FastifyAdapter(), { logger: false, abortOnError: false });
+    await app.listen(0, '127.0.0.1');
+    const url = (await app.getUrl()).replace('[::1]', '127.0.0.1').replace('localhost', '127.0.0.1');
+    try {
+      // Same client address, two users: each gets their own entry.
+      const a1 = await raw(url, '/me', { headers: { authorization: 'Bearer ann' } });
+      const b1 = await raw(url, '/me', { headers: { authorization: 'Bearer ben' } });
+      const a2 = await raw(url, '/me', { headers: { authorization: 'Bearer ann' } });
+      const b2 = await raw(url, '/me', { headers: { authorization: 'Bearer ben' } });
+      expect([a1.json.me, b1.json.me, a2.json.me, b2.json.me]).toEqual(['ann', 'ben', 'ann', 'ben']);
+      expect([a1.headers['x-cache'], b1.headers['x-cache'], a2.headers['x-cache'], b2.headers['x-cache']]).toEqual(['MISS', 'MISS', 'HIT', 'HIT']);
+      expect(runs).toBe(2);
+      expect((await raw(url, '/me')).status).toBe(403);
     } finally {
       await app.close();
     }

@@ -63,7 +63,7 @@ export * from './http/identity.js';
 export * from './http/rate-limit-headers.js';
 export * from './http/rejection.js';
 export { HttpPipeline, RequestTicket, PER_RESPONSE_HEADERS } from './http/pipeline.js';
-export type { Admission, CompiledRoute, Outcome, SharedResponse, ResolvedHttpOptions } from './http/pipeline.js';
+export type { Admission, CompiledRoute, Outcome, ResponseStep, SharedResponse, ResolvedHttpOptions } from './http/pipeline.js';
 export * from './http/node-response.js';
 export { ResponseLayer, ResponsePlan, type CacheStatus, type CompiledResponseOptions, type FinalResponse } from './http/response-layer.js';
 export type { ResponseCacheOption, CompressionOption, FieldsOption } from './http/response-options.js';

@@ -2,7 +2,7 @@ import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@ne
 import { instrumentResponse, writeSharedResponse, type Admission, type Amas } from '@amas/core';
 import { AMAS } from './constants.js';
 import { AmasHttpException, AmasResponseSent } from './exceptions.js';
-import { hijack, rawRequest, rawResponse, toNeutral, type PlatformRequest, type PlatformResponse } from './http-context.js';
+import { AMAS_TICKET, hijack, rawRequest, rawResponse, toNeutral, type PlatformRequest, type PlatformResponse } from './http-context.js';
 import { AmasRouteRegistry } from './route-registry.js';
 
 /**
@@ -26,25 +26,26 @@ export class AmasGuard implements CanActivate {
 
   canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     if (context.getType() !== 'http') return true;
-    const route = this.routes.get(context.getClass(), context.getHandler());
+    const route = this.routes.admission(context.getClass(), context.getHandler());
     if (route.skip) return true;
     const http = context.switchToHttp();
     const req = http.getRequest<PlatformRequest>();
     const res = http.getResponse<PlatformResponse>();
-    const raw = rawRequest(req) as { [ADMITTED]?: true };
+    const raw = rawRequest(req) as { [ADMITTED]?: true; [AMAS_TICKET]?: unknown };
     if (raw[ADMITTED]) return true;
     raw[ADMITTED] = true;
     const admission = this.amas.http.admit(toNeutral(req, route.pattern), route);
     // Only dedup followers wait: keep the common path synchronous.
-    return admission instanceof Promise ? admission.then((a) => this.apply(a, res)) : this.apply(admission, res);
+    return admission instanceof Promise ? admission.then((a) => this.apply(a, res, raw)) : this.apply(admission, res, raw);
   }
 
-  private apply(admission: Admission, res: PlatformResponse): boolean {
+  private apply(admission: Admission, res: PlatformResponse, raw: { [AMAS_TICKET]?: unknown }): boolean {
     switch (admission.action) {
       case 'skip':
         return true;
       case 'pass':
         instrumentResponse(rawResponse(res), admission.ticket, { maxCaptureBytes: this.amas.httpOptions.maxSharedBodyBytes });
+        raw[AMAS_TICKET] = admission.ticket; // for AmasResponseInterceptor
         return true;
       case 'reject':
         throw new AmasHttpException(admission.rejection, admission.ticket);

@@ -9,11 +9,12 @@ import {
   type OnApplicationShutdown,
   type Provider,
 } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, DiscoveryModule } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { InvalidOptionError, describeValue, isAmas, resolveAmas, type Amas, type AmasOptions } from '@amas/core';
 import { AMAS, AMAS_HANDLE } from './constants.js';
 import { AmasExceptionFilter } from './amas-exception.filter.js';
 import { AmasGuard } from './amas.guard.js';
+import { AmasResponseInterceptor } from './response.interceptor.js';
 import { AmasExplorer } from './explorer.js';
 import { createAmasMetricsController } from './metrics.controller.js';
 import { AmasRouteRegistry } from './route-registry.js';
@@ -26,6 +27,11 @@ export interface AmasModuleOptions {
   guard?: boolean;
   /** Register AmasExceptionFilter globally (APP_FILTER). Default true. */
   filter?: boolean;
+  /**
+   * Register AmasResponseInterceptor globally (APP_INTERCEPTOR): the response cache, compression and fields
+   * of `@Cached()` routes, run after every guard. Default true.
+   */
+  interceptor?: boolean;
   /** Serve Prometheus metrics at `GET /<metricsPath>` (e.g. 'metrics'). Default: not served. */
   metricsPath?: string;
 }
@@ -81,7 +87,7 @@ export class AmasModule {
   }
 
   private static build(moduleOptions: AmasModuleOptions, imports: NonNullable<ModuleMetadata['imports']>, handle: FactoryProvider): DynamicModule {
-    const { guard = true, filter = true, metricsPath } = checkModuleOptions(moduleOptions);
+    const { guard = true, filter = true, interceptor = true, metricsPath } = checkModuleOptions(moduleOptions);
     const providers: Provider[] = [
       handle,
       { provide: AMAS, useFactory: (h: AmasHandle) => h.amas, inject: [AMAS_HANDLE] },
@@ -90,16 +96,18 @@ export class AmasModule {
       AmasExplorer,
       AmasGuard,
       AmasExceptionFilter,
+      AmasResponseInterceptor,
     ];
     if (guard) providers.push({ provide: APP_GUARD, useExisting: AmasGuard });
     if (filter) providers.push({ provide: APP_FILTER, useExisting: AmasExceptionFilter });
+    if (interceptor) providers.push({ provide: APP_INTERCEPTOR, useExisting: AmasResponseInterceptor });
     return {
       module: AmasModule,
       global: true,
       imports: [DiscoveryModule, ...imports],
       controllers: metricsPath === undefined ? [] : [createAmasMetricsController(metricsPath)],
       providers,
-      exports: [AMAS, AmasRouteRegistry, AmasGuard, AmasExceptionFilter],
+      exports: [AMAS, AmasRouteRegistry, AmasGuard, AmasExceptionFilter, AmasResponseInterceptor],
     };
   }
 }
@@ -125,8 +133,8 @@ function checkModuleOptions(options: unknown): AmasModuleOptions {
     throw new InvalidOptionError([{ path: '', received: describeValue(options), expected: 'an object' }], 'AmasModule module options');
   }
   for (const [key, value] of Object.entries(options)) {
-    if (key !== 'guard' && key !== 'filter' && key !== 'metricsPath') {
-      throw new InvalidOptionError([{ path: key, received: describeValue(value), expected: 'one of guard, filter, metricsPath' }], 'AmasModule module options');
+    if (key !== 'guard' && key !== 'filter' && key !== 'interceptor' && key !== 'metricsPath') {
+      throw new InvalidOptionError([{ path: key, received: describeValue(value), expected: 'one of guard, filter, interceptor, metricsPath' }], 'AmasModule module options');
     }
     if (key === 'metricsPath') {
       if (value !== undefined && (typeof value !== 'string' || value.trim() === '')) {

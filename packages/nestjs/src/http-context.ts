@@ -13,6 +13,9 @@ export interface PlatformResponse {
   hijack?: () => unknown;
 }
 
+/** Where the guard leaves a request's admission ticket for AmasResponseInterceptor (on the raw request). */
+export const AMAS_TICKET = Symbol.for('@amas/nestjs:ticket');
+
 export function rawRequest(req: PlatformRequest): IncomingMessage & { user?: unknown; originalUrl?: string } {
   return req.raw ?? (req as unknown as IncomingMessage);
 }

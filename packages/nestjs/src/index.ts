@@ -16,6 +16,7 @@ export {
   type RateLimitSpec,
 } from './decorators.js';
 export { AmasGuard } from './amas.guard.js';
+export { AmasResponseInterceptor } from './response.interceptor.js';
 export { AmasExceptionFilter } from './amas-exception.filter.js';
 export { AmasHttpException } from './exceptions.js';
 export { AmasRouteRegistry } from './route-registry.js';

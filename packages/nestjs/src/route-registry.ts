@@ -14,6 +14,8 @@ type Target = Function;
 @Injectable()
 export class AmasRouteRegistry {
   private readonly routes = new WeakMap<Target, Map<Target, CompiledRoute>>();
+  /** The same routes without their response step: the guard admits, the interceptor runs that step later. */
+  private readonly admissions = new WeakMap<CompiledRoute, CompiledRoute>();
 
   constructor(
     @Inject(AMAS) private readonly amas: Amas,
@@ -23,6 +25,15 @@ export class AmasRouteRegistry {
   get(controller: Target, handler: Target): CompiledRoute {
     const compiled = this.routes.get(controller)?.get(handler);
     return compiled ?? this.compile(controller, handler);
+  }
+
+  /** The route as the guard admits it: everything but caching, compression and fields (AmasResponseInterceptor's part). */
+  admission(controller: Target, handler: Target): CompiledRoute {
+    const route = this.get(controller, handler);
+    if (route.response === undefined) return route;
+    let admission = this.admissions.get(route);
+    if (!admission) this.admissions.set(route, (admission = { ...route, response: undefined }));
+    return admission;
   }
 
   /** Validates and resolves one handler's options; throws InvalidOptionError naming the route and option. */

@@ -32,7 +32,7 @@ export interface CachedFunction<A extends unknown[], R> {
 
 let defaultCache: CacheRef | undefined;
 
-/** The cache `cached()` and `@Cached()` use when given none (AmasModule sets its engine's cache here). */
+/** The cache `cached()` and `@Cached()` use when given none (a process-wide convenience; passing one is better). */
 export function setDefaultCache(cache: CacheRef | undefined): void {
   defaultCache = cache;
 }

@@ -125,9 +125,20 @@ export class TieredCache {
   private readonly instanceId = randomUUID();
   private readonly channel: string;
   private subscription: Promise<StoreSubscription | undefined> | undefined;
-  private offStoreUp: (() => void) | undefined;
-  /** Bumped on every invalidation received: an L2 read that overlapped one does not promote into L1. */
+  /**
+   * Invalidations received, numbered: an L2/L3 read that overlapped an invalidation of its key (or of its
+   * namespace, or of everything) does not promote what it read into L1 (it may be the old value).
+   */
   private invalidationEpoch = 0;
+  private readonly invalidatedKeys = new Map<string, number>();
+  private readonly invalidatedNamespaces = new Map<string, number>();
+  private invalidatedAll = 0;
+  /** Concurrent lookups of one key share one walk down the levels (one L2 read, not one per caller). */
+  private readonly lookups = new Map<string, Promise<Found | undefined>>();
+  private subscribed = false;
+  /** L2/L3 reads in flight (the invalidation records above only matter while one is). */
+  private readsInFlight = 0;
+  private subscribeWaiters: Array<() => void> = [];
   private readonly refreshing = new Set<string>();
   private readonly controllers = new Set<AbortController>();
   private readonly timers = new Set<TimerHandle>();
@@ -199,9 +210,25 @@ export class TieredCache {
     if (this.store !== undefined && o.invalidation !== false && this.l1 !== undefined) this.subscribe(this.store);
   }
 
-  /** Resolves once the invalidation subscription is active (a replica that must not miss one waits for it). */
-  async ready(): Promise<void> {
-    await this.subscription;
+  /**
+   * Resolves once the invalidation subscription is active (a replica that must not miss one waits for it);
+   * rejects after `timeoutMs` (the subscription keeps being retried in the background).
+   */
+  ready(timeoutMs = 5000): Promise<void> {
+    if (this.subscription === undefined || this.subscribed) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.track(
+        this.clock.setTimeout(() => {
+          this.subscribeWaiters = this.subscribeWaiters.filter((w) => w !== done);
+          reject(new TimeoutError(`cache "${this.name}": the invalidation subscription is not active after ${timeoutMs}ms`));
+        }, timeoutMs),
+      );
+      const done = () => {
+        this.untrack(timer);
+        resolve();
+      };
+      this.subscribeWaiters.push(done);
+    });
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -263,7 +290,8 @@ export class TieredCache {
     for (let depth = 0; depth < this.levels.length && missing.length > 0; depth++) {
       const slot = this.levels[depth]!;
       const epoch = this.invalidationEpoch;
-      const got = await this.levelCall(slot, () => slot.level.getMany(missing.map((i) => full[i]!)));
+      this.readsInFlight++;
+      const got = await this.levelCall(slot, () => slot.level.getMany(missing.map((i) => full[i]!))).finally(() => this.readsInFlight--);
       if (got === undefined) continue;
       const still: number[] = [];
       for (let j = 0; j < missing.length; j++) {
@@ -526,7 +554,6 @@ export class TieredCache {
     for (const c of this.controllers) c.abort(new AbortedError('TieredCache closed'));
     for (const t of this.timers) this.clock.clearTimeout(t);
     this.timers.clear();
-    this.offStoreUp?.();
     const sub = await this.subscription?.catch(() => undefined);
     await sub?.unsubscribe().catch(() => undefined);
     await this.sharedFlight?.close();
@@ -539,7 +566,27 @@ export class TieredCache {
   // Internals
 
   /** L2, then L3: the first entry that is fresh (or, with allowStale, still within grace). Promotes what it finds. */
-  private async lookup(k: string, allowStale: boolean): Promise<Found | undefined> {
+  private lookup(k: string, allowStale: boolean): Promise<Found | undefined> {
+    if (this.levels.length === 0) return Promise.resolve(undefined);
+    const id = allowStale ? `s${k}` : `f${k}`;
+    let pending = this.lookups.get(id);
+    if (pending === undefined) {
+      pending = this.walk(k, allowStale).finally(() => this.lookups.delete(id));
+      this.lookups.set(id, pending);
+    }
+    return pending;
+  }
+
+  private async walk(k: string, allowStale: boolean): Promise<Found | undefined> {
+    this.readsInFlight++;
+    try {
+      return await this.walkLevels(k, allowStale);
+    } finally {
+      this.readsInFlight--;
+    }
+  }
+
+  private async walkLevels(k: string, allowStale: boolean): Promise<Found | undefined> {
     let stale: { found: Found; bytes: Buffer; depth: number } | undefined;
     for (let depth = 0; depth < this.levels.length; depth++) {
       const slot = this.levels[depth]!;
@@ -582,8 +629,8 @@ export class TieredCache {
   private promote(k: string, found: Found, bytes: Buffer, depth: number, epoch: number): void {
     const remaining = found.staleUntil - this.clock.now();
     if (remaining <= 0) return;
-    // An invalidation arrived while we read: what we read may be the old value, keep it out of L1.
-    if (this.l1 !== undefined && epoch === this.invalidationEpoch) this.l1.set(k, this.l1Entry(found.value, found.freshUntil, found.staleUntil, bytes.length));
+    // An invalidation of this key arrived while we read: what we read may be the old value, keep it out of L1.
+    if (this.l1 !== undefined && !this.invalidatedSince(k, epoch)) this.l1.set(k, this.l1Entry(found.value, found.freshUntil, found.staleUntil, bytes.length));
     for (let i = 0; i < depth; i++) {
       const slot = this.levels[i]!;
       const ttl = slot.ttlCapMs === undefined ? remaining : Math.min(remaining, slot.ttlCapMs);
@@ -661,18 +708,47 @@ export class TieredCache {
     this.levels.push({ level, name, ttlCapMs, owned, stats: { hits: 0, misses: 0, errors: 0, operations: 0, latencyMs: 0 }, downUntil: 0, backoffMs: this.levelRetryMs ?? DEFAULTS.levelRetryMs, down: false });
   }
 
+  private invalidatedSince(k: string, epoch: number): boolean {
+    if (this.invalidationEpoch === epoch) return false;
+    if (this.invalidatedAll > epoch) return true;
+    if ((this.invalidatedKeys.get(k) ?? 0) > epoch) return true;
+    const ns = k.slice(0, k.indexOf(':'));
+    return (this.invalidatedNamespaces.get(ns) ?? 0) > epoch;
+  }
+
+  /**
+   * Subscribes to the invalidation channel, retrying on its own (growing delays, up to 5s) until it works:
+   * a replica that missed its subscription would serve stale L1 entries until their TTL.
+   */
   private subscribe(store: Store): void {
+    let delay = 100;
+    let warned = false;
     const attempt = (): Promise<StoreSubscription | undefined> =>
-      store.subscribe(this.channel, this.onInvalidation).catch((error: unknown) => {
-        this.logger.warn(`cache "${this.name}": could not subscribe to invalidations (L1 entries may stay stale up to their TTL); retrying when the store is back`, error);
-        return undefined;
-      });
+      store.subscribe(this.channel, this.onInvalidation).then(
+        (sub) => {
+          this.subscribed = true;
+          if (warned) this.logger.warn(`cache "${this.name}": subscribed to invalidations`);
+          for (const waiter of this.subscribeWaiters.splice(0)) waiter();
+          return sub;
+        },
+        (error: unknown) => {
+          if (this.closed) return undefined;
+          if (!warned) {
+            warned = true;
+            this.logger.warn(`cache "${this.name}": could not subscribe to invalidations yet (L1 entries may stay stale up to their TTL); retrying`, error);
+          }
+          return new Promise<StoreSubscription | undefined>((resolve) => {
+            const timer = this.track(
+              this.clock.setTimeout(() => {
+                this.untrack(timer);
+                resolve(this.closed ? undefined : attempt());
+              }, delay),
+            );
+            delay = Math.min(delay * 2, 5000);
+          });
+        },
+      );
     this.subscription = attempt();
-    this.offStoreUp = store.on('up', () => {
-      void this.subscription?.then((sub) => {
-        if (sub === undefined && !this.closed) this.subscription = attempt();
-      });
-    });
   }
 
   private readonly onInvalidation = (message: string): void => {
@@ -684,10 +760,29 @@ export class TieredCache {
     }
     if (parsed.o === this.instanceId || this.l1 === undefined) return;
     this.counts.received++;
-    this.invalidationEpoch++;
-    if (Array.isArray(parsed.k)) for (const k of parsed.k) if (typeof k === 'string') this.l1.delete(k);
-    if (typeof parsed.ns === 'string') this.l1.clearNamespace(parsed.ns);
-    if (parsed.all) this.l1.clear();
+    const epoch = ++this.invalidationEpoch;
+    // Only reads in flight can promote an old value: with none, nothing needs remembering. Past 10 000
+    // remembered keys, everything counts as invalidated once (bounded memory under a write storm).
+    if (this.readsInFlight === 0 || this.invalidatedKeys.size > 10_000) {
+      this.invalidatedNamespaces.clear();
+      this.invalidatedKeys.clear();
+      this.invalidatedAll = epoch;
+    }
+    if (Array.isArray(parsed.k)) {
+      for (const k of parsed.k) {
+        if (typeof k !== 'string') continue;
+        this.l1.delete(k);
+        this.invalidatedKeys.set(k, epoch);
+      }
+    }
+    if (typeof parsed.ns === 'string') {
+      this.l1.clearNamespace(parsed.ns);
+      this.invalidatedNamespaces.set(parsed.ns, epoch);
+    }
+    if (parsed.all) {
+      this.l1.clear();
+      this.invalidatedAll = epoch;
+    }
   };
 
   private announce(change: { k?: string[]; ns?: string; all?: 1 }): void {

@@ -202,6 +202,14 @@ function captureBody(res: ServerResponse, ticket: RequestTicket, maxCaptureBytes
 }
 
 /**
+ * Applies the response plan `HttpPipeline.respond` put on the ticket (adapters that run the response step
+ * after admission: Nest's interceptor). Admission-time plans are applied by instrumentResponse itself.
+ */
+export function applyResponsePlan(res: ServerResponse, ticket: RequestTicket): void {
+  if (ticket.plan !== undefined && !res.headersSent) captureForPlan(res, ticket, ticket.plan);
+}
+
+/**
  * Routes with a response plan (cache, compression, fields): the handler's whole response is held until it
  * ends, handed to `plan.complete`, and what that returns is written instead. Streams (text/event-stream)
  * and bodies over the plan's limit are let through untouched from the moment they show up.

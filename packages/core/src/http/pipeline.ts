@@ -92,6 +92,10 @@ export interface Outcome {
   route?: string;
 }
 
+/** What the response step decided (see HttpPipeline.respond). */
+export type ResponseStep = { action: 'pass' } | { action: 'replay'; response: SharedResponse } | { action: 'reject'; rejection: Rejection };
+const PASS: ResponseStep = { action: 'pass' };
+
 export type Admission =
   | { action: 'skip' }
   | { action: 'pass'; ticket: RequestTicket }
@@ -270,6 +274,40 @@ export class HttpPipeline {
       },
       // The cache failed in a way its own fallbacks did not absorb: serve from the handler, uncached.
       () => this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, undefined),
+    );
+  }
+
+  /**
+   * The response step on its own, after admission, for adapters that must run it after their own guards
+   * (Nest: an interceptor, so the cache key sees the user an auth guard set). `ticket` is the request's
+   * admission ticket; on 'pass' it carries the plan for `applyResponsePlan`. A cached answer takes back the
+   * ticket's breaker permit and dedup lead (the handler will not run).
+   */
+  respond(req: NeutralRequest, route: CompiledRoute, ticket: RequestTicket): ResponseStep | Promise<ResponseStep> {
+    if (route.response === undefined) return PASS;
+    const identity = resolveIdentity(req, { identity: route.identity, trustProxy: this.host.httpOptions.trustProxy });
+    let plan: ResponsePlan;
+    try {
+      plan = this.responses.plan(req, route.response, identity);
+    } catch (error) {
+      if (!(error instanceof InvalidFieldsError)) throw error;
+      ticket.withdraw({ limit: false, breaker: true, dedup: true, response: false });
+      return { action: 'reject', rejection: this.reject(error, {}, ticket) };
+    }
+    const pass = (): ResponseStep => {
+      ticket.plan = plan;
+      return PASS;
+    };
+    if (plan.key === undefined) return pass();
+    return this.responses.lookup(plan).then(
+      (answer) => {
+        if (answer === undefined) return pass();
+        ticket.withdraw({ limit: false, breaker: true, dedup: true, response: false });
+        const status = answer.headers['x-cache'];
+        this.host.metrics.recordHttpCache(route.pattern ?? req.route, typeof status === 'string' ? status : 'HIT');
+        return { action: 'replay', response: { status: answer.status, headers: answer.headers, body: answer.body, source: 'cache' } };
+      },
+      () => PASS,
     );
   }
 

@@ -394,7 +394,9 @@ export class RedisStore implements Store {
   /** Runs one command with the deadline, breaker, latency and error accounting every command gets. */
   private command<T>(name: string, timeoutMs: number | undefined, send: () => Promise<T>, via: RedisClient = this.client): Promise<T> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('Redis store closed'));
-    if (this.status !== 'ready') {
+    // While the store first connects, a dedicated connection that is ready already (Pub/Sub, slow work) may
+    // be used: only an outage stops every connection's commands.
+    if (this.status !== 'ready' && !(this.status === 'connecting' && via !== this.client && via.status === 'ready')) {
       return Promise.reject(new StoreUnavailableError(`Redis store is ${this.status} (${this.lastError ?? 'connecting'}); ${name} not sent`));
     }
     const permit = this.breaker.tryAcquire();
