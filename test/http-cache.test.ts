@@ -444,3 +444,47 @@ describe('nest: @Cached() runs after auth guards', () => {
     }
   });
 });
+
+describe('express: what POST caching needs', () => {
+  it('a body parsed after admission is never keyed (served uncached, one warning); `when` picks the requests cached', async () => {
+    const warnings: string[] = [];
+    const amas = amasMiddleware({ logger: { warn: (m: string) => void warnings.push(m), error: () => undefined } });
+    const app = express();
+    let runs = 0;
+    // Wrong order: amas.route admits before express.json() has parsed the body.
+    app.post('/late', amas.route({ cache: { methods: ['POST'] } }), express.json(), (req, res) => {
+      res.json({ echo: req.body.prompt, run: ++runs });
+    });
+    app.post(
+      '/chat',
+      express.json(),
+      amas.route({ cache: { methods: ['POST'], when: (req) => (req.body as { temperature?: number }).temperature === 0 } }),
+      (req, res) => {
+        res.json({ echo: req.body.prompt, run: ++runs });
+      },
+    );
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise<void>((r) => server.once('listening', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const a = await raw(url, '/late', { method: 'POST', body: { prompt: 'one' } });
+      const b = await raw(url, '/late', { method: 'POST', body: { prompt: 'two' } });
+      expect([a.json.echo, b.json.echo]).toEqual(['one', 'two']);
+      expect([a.headers['x-cache'], b.headers['x-cache']]).toEqual([undefined, undefined]);
+      expect(warnings.filter((w) => w.includes('body unparsed'))).toHaveLength(1);
+      const hot = { prompt: 'p', temperature: 0 };
+      const warm = { prompt: 'p', temperature: 0.7 };
+      const r1 = await raw(url, '/chat', { method: 'POST', body: hot });
+      const r2 = await raw(url, '/chat', { method: 'POST', body: hot });
+      const r3 = await raw(url, '/chat', { method: 'POST', body: warm });
+      const r4 = await raw(url, '/chat', { method: 'POST', body: warm });
+      expect([r1.headers['x-cache'], r2.headers['x-cache'], r3.headers['x-cache'], r4.headers['x-cache']]).toEqual(['MISS', 'HIT', undefined, undefined]);
+      expect(r2.json.run).toBe(r1.json.run);
+      expect(r4.json.run).toBeGreaterThan(r3.json.run);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await amas.close();
+    }
+  });
+});

@@ -26,6 +26,7 @@ export const DEMO = Object.freeze({
   burstProviderLatencyMs: 300,
   greedyRequests: 35,
   outageRequests: 9,
+  cacheRepeats: 3,
 });
 
 const MODEL = 'gpt-4o-mini';
@@ -69,6 +70,7 @@ export async function runDemo() {
         status: res.status,
         code: undefined,
         dedup: res.headers.get('x-amas-dedup'),
+        cache: res.headers.get('x-cache'),
         attempts: Number(res.headers.get('x-upstream-attempts') ?? 0),
         retryAfter: res.headers.get('retry-after'),
         rateLimit: res.headers.get('ratelimit'),
@@ -143,6 +145,13 @@ export async function runDemo() {
       mock.setLatency(DEMO.providerLatencyMs);
     });
 
+    // 2b. Deterministic prompts (temperature 0) asked again are answered from the response cache, per user.
+    await runPhase('cache', async () => {
+      for (const user of DEMO.users) {
+        for (let i = 0; i < DEMO.cacheRepeats; i++) await chat(user, 'What is a circuit breaker? Answer in one line.', { temperature: 0 });
+      }
+    });
+
     // 3. A greedy user fires far more than the per-user limit while the others keep working.
     await runPhase('greedy user', async () => {
       const batches = 5;
@@ -186,7 +195,7 @@ export async function runDemo() {
 }
 
 function outcomeOf(r) {
-  if (r.status === 200) return r.dedup === 'shared' ? 'ok (shared)' : 'ok';
+  if (r.status === 200) return r.dedup === 'shared' ? 'ok (shared)' : r.cache === 'HIT' ? 'ok (cache hit)' : 'ok';
   if (r.status === 429 && r.code === 'AMAS_RATE_LIMITED') return 'rate limited';
   if (r.status === 503 && r.code === 'AMAS_BREAKER_OPEN') return 'breaker open (fast fail)';
   if (r.status === 504) return 'timeout';
@@ -253,6 +262,12 @@ function buildReport({ results, phases, transitions, streamChecks, mock, gateway
       saved: burst.clientRequests - burst.upstreamCalls,
       sharedResponses: results.filter((r) => r.phase === 'dedup burst' && r.dedup === 'shared').length,
     },
+    cache: {
+      clientRequests: phase('cache').clientRequests,
+      upstreamCalls: phase('cache').upstreamCalls,
+      hits: results.filter((r) => r.phase === 'cache' && r.cache === 'HIT').length,
+      misses: results.filter((r) => r.phase === 'cache' && r.cache === 'MISS').length,
+    },
     outage: {
       clientRequests: outage.clientRequests,
       upstreamCalls: outage.upstreamCalls,
@@ -281,6 +296,9 @@ function buildReport({ results, phases, transitions, streamChecks, mock, gateway
       `${notOutage.filter((r) => r.status === 200).length}/${notOutage.length} requests by ${DEMO.users.join(', ')} outside the outage got 200`),
     check(`dedup saved >= ${minSaved} upstream calls`, report.dedup.saved >= minSaved,
       `${burst.clientRequests} client requests -> ${burst.upstreamCalls} upstream calls`),
+    check('repeated temperature-0 prompts were answered from the cache, once upstream per user',
+      report.cache.misses === DEMO.users.length && report.cache.hits === DEMO.users.length * (DEMO.cacheRepeats - 1) && report.cache.upstreamCalls === DEMO.users.length,
+      `${report.cache.clientRequests} requests -> ${report.cache.upstreamCalls} upstream calls (${report.cache.hits} hits, ${report.cache.misses} misses)`),
     check('streaming passed through intact', streamChecks.length === DEMO.users.length && streamChecks.every((s) => s.same && s.chunks > 2),
       `${report.streaming.reassembledMatches}/${streamChecks.length} streams reassembled to the non-streamed reply`),
     check('breaker opened during outage', transitions.some((t) => t.to === 'open' && t.phase === 'provider outage'),
@@ -326,6 +344,9 @@ export function formatReport(r) {
   out();
   out('Dedup');
   out(`  ${r.dedup.clientRequests} identical concurrent client requests -> ${r.dedup.upstreamCalls} upstream calls (saved ${r.dedup.saved}; ${r.dedup.sharedResponses} shared responses)`);
+  out();
+  out('Response cache (temperature 0)');
+  out(`  ${r.cache.clientRequests} requests -> ${r.cache.upstreamCalls} upstream calls: ${r.cache.hits} X-Cache HIT, ${r.cache.misses} MISS (one entry per user)`);
   out();
   out('Outage');
   out(`  ${r.outage.clientRequests} client requests -> ${r.outage.upstreamCalls} upstream calls; ${r.outage.failedFast} failed fast with 503`);

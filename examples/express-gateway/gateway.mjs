@@ -2,7 +2,7 @@
  * An OpenAI-compatible LLM gateway on Express 5 + AMAS.
  *
  * Per request: identify the caller (Bearer token or x-user) -> per-user limit (amasMiddleware route limit)
- * -> the provider call through the engine's resilience stack: dedup -> retry -> breaker 'provider' -> timeout.
+ * -> for deterministic chat completions (temperature 0), the response cache -> the provider call through the engine's resilience stack: dedup -> retry -> breaker 'provider' -> timeout.
  * Streaming bodies are passed through as they arrive; a client that hangs up aborts the upstream fetch.
  */
 import { once } from 'node:events';
@@ -210,8 +210,20 @@ export function createGateway(options) {
   });
   app.get('/metrics', amasMiddleware.metricsHandler());
   const perUser = amasMiddleware.route({ limit: 'per-user' });
+  // Deterministic chat completions (temperature 0, not streamed) are answered from the cache, per user; the
+  // body is parsed first because the cache key is the normalized body (`user` and `metadata` left out).
+  const cachedChat = amasMiddleware.route({
+    limit: 'per-user',
+    cache: {
+      methods: ['POST'],
+      ttl: '10m',
+      when: (req) => req.body?.temperature === 0 && req.body?.stream !== true,
+      excludeBodyFields: ['user', 'metadata'],
+    },
+  });
   const json = express.json({ limit: '1mb' });
-  for (const path of ENDPOINTS) app.post(path, perUser, json, proxy(path));
+  app.post('/v1/chat/completions', json, cachedChat, proxy('/v1/chat/completions'));
+  app.post('/v1/embeddings', perUser, json, proxy('/v1/embeddings'));
   app.use((_req, res) => {
     res.status(404).json(openAiError(404, 'Unknown endpoint.', 'unknown_url'));
   });

@@ -12,6 +12,7 @@ import { rateLimitHeaders, type RateLimitHeaderMode } from './rate-limit-headers
 import { defaultRejectionBody, renderRejection, type Rejection, type RejectionBodyRenderer } from './rejection.js';
 import type { AmasMetrics } from '../metrics/amas-metrics.js';
 import type { TieredCache } from '../cache/tiered-cache.js';
+import type { Logger } from '../logger.js';
 import { ResponseLayer, type CompiledResponseOptions, type FinalResponse, type ResponsePlan } from './response-layer.js';
 
 /** What the pipeline needs from the engine (kept narrow so the pipeline is testable alone). */
@@ -25,6 +26,7 @@ export interface PipelineHost {
   readonly httpOptions: ResolvedHttpOptions;
   /** The engine's tiered cache (HTTP response caching stores there). */
   readonly cache: TieredCache;
+  readonly logger: Logger;
 }
 
 export interface ResolvedHttpOptions {
@@ -135,7 +137,7 @@ export class HttpPipeline {
   private readonly responses: ResponseLayer;
 
   constructor(private readonly host: PipelineHost) {
-    this.responses = new ResponseLayer(() => host.cache);
+    this.responses = new ResponseLayer(() => host.cache, host.logger);
   }
 
   /** Validates and resolves route options at start-up; throws InvalidOptionError with the option's path. */

@@ -13,6 +13,7 @@
  */
 import { InvalidFieldsError } from '../errors.js';
 import type { TieredCache } from '../cache/tiered-cache.js';
+import type { Logger } from '../logger.js';
 import { parseOptions } from '../options/validate.js';
 import { parseCacheControl, isStorableResponse } from './cache-control.js';
 import { compress, negotiateEncoding, shouldCompress, type Encoding } from './content-encoding.js';
@@ -37,6 +38,7 @@ export interface CompiledResponseOptions {
         excludeQuery: readonly string[];
         cacheControl: string | undefined;
         key: ((req: NeutralRequest) => string) | undefined;
+        when: ((req: NeutralRequest) => boolean) | undefined;
         maxBodyBytes: number;
         namespace: string;
       }
@@ -104,7 +106,12 @@ export class ResponseLayer {
   /** In-flight cache fills by key: concurrent misses wait for the first request's response. */
   private readonly fills = new Map<string, Promise<void>>();
 
-  constructor(private readonly cache: () => TieredCache) {}
+  private warnedUnparsedBody = false;
+
+  constructor(
+    private readonly cache: () => TieredCache,
+    private readonly logger: Logger,
+  ) {}
 
   /** Validates and resolves the three options of a route (route values replace global ones). */
   compile(route: { cache?: unknown; compression?: unknown; fields?: unknown }, global: { cache?: unknown; compression?: unknown; fields?: unknown }, where: string): CompiledResponseOptions | undefined {
@@ -127,6 +134,7 @@ export class ResponseLayer {
         excludeQuery: c.excludeQuery ?? [],
         cacheControl: c.cacheControl,
         key: c.key as ((req: NeutralRequest) => string) | undefined,
+        when: c.when as ((req: NeutralRequest) => boolean) | undefined,
         maxBodyBytes: c.maxBodyBytes ?? 1024 * 1024,
         namespace: c.namespace ?? 'http',
       },
@@ -149,7 +157,7 @@ export class ResponseLayer {
     const plan = new ResponsePlan(this, options, req, selection, encoding === 'identity' ? undefined : encoding);
     const cache = options.cache;
     const method = req.method.toUpperCase();
-    if (cache && cache.methods.has(method)) {
+    if (cache && cache.methods.has(method) && this.wanted(req, cache.when) && this.bodyKnown(req, method)) {
       const requestDirectives = parseCacheControl(req.headers['cache-control']);
       const pragmaNoCache = /no-cache/i.test(String(req.headers.pragma ?? ''));
       plan.bypass = requestDirectives.noCache || requestDirectives.noStore || pragmaNoCache;
@@ -176,6 +184,31 @@ export class ResponseLayer {
       }
     }
     return plan;
+  }
+
+  private wanted(req: NeutralRequest, when: ((req: NeutralRequest) => boolean) | undefined): boolean {
+    if (when === undefined) return true;
+    try {
+      return when(req) === true;
+    } catch {
+      return false; // a broken predicate caches nothing rather than failing the request
+    }
+  }
+
+  /**
+   * A request with a body that nobody parsed (the body parser runs after AMAS) cannot be keyed on its body:
+   * caching it would answer different bodies with one response. It is served uncached, and one line says why.
+   */
+  private bodyKnown(req: NeutralRequest, method: string): boolean {
+    if (method === 'GET' || method === 'HEAD' || req.body !== undefined) return true;
+    const length = req.headers['content-length'];
+    const hasBody = (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+    if (!hasBody) return true;
+    if (!this.warnedUnparsedBody) {
+      this.warnedUnparsedBody = true;
+      this.logger.warn(`a ${method} to a cached route arrived with its body unparsed; such requests are not cached. Parse the body before AMAS admits the route (e.g. app.post(path, express.json(), amas.route({ cache })))`);
+    }
+    return false;
   }
 
   /**

@@ -43,6 +43,11 @@ export const responseCacheSchema = z.union([
     cacheControl: z.string().min(1).optional(),
     /** A key of your own: (request) => string; identity is still added unless `shared`. */
     key: fn.optional(),
+    /**
+     * Which requests are cached at all: (request) => boolean, e.g. chat completions with temperature 0 and
+     * no streaming. Others pass through without an X-Cache header. Default: every request of `methods`.
+     */
+    when: fn.optional(),
     /** Largest body stored (bytes); larger responses pass through uncached. Default 1 MiB. */
     maxBodyBytes: positiveInt.optional(),
     /** Where entries live in the cache. Default 'http'. */
