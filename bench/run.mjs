@@ -96,6 +96,53 @@ const GROUPS = {
       { id: 'rate-limiter-flexible-no-autopipelining', label: 'rate-limiter-flexible Redis consume (no auto-pipelining)' },
     ],
   },
+  // In-process cache hits: `await get(key)` on 1024 warm keys (bench/micro/cache-l1.mjs).
+  'cache-l1': {
+    kind: 'micro',
+    script: 'micro/cache-l1.mjs',
+    unit: 'ops/s',
+    variants: [
+      { id: 'baseline', label: 'lru-cache 11 `await get` (max 10k, ttl 5 min)', baseline: true },
+      { id: 'lru-cache-no-ttl', label: 'lru-cache 11 `await get`, no ttl (diagnostic)' },
+      { id: 'amas', label: 'AMAS TieredCache get (L1 only)', target: 0.5 },
+      { id: 'cache-manager', label: 'cache-manager 7 createCache() get' },
+      { id: 'cacheable', label: 'cacheable 2 new Cacheable() get' },
+      { id: 'bentocache', label: 'bentocache 1.6 get (memory driver)' },
+    ],
+  },
+  // L2-only reads from Redis, 64 concurrent callers (bench/micro/cache-l2.mjs, bench/lib/concurrent-harness.mjs).
+  'cache-l2': {
+    kind: 'micro',
+    script: 'micro/cache-l2.mjs',
+    unit: 'ops/s',
+    timing: { full: { sampleMs: 2000, warmupMs: 1000 }, quick: { sampleMs: 500, warmupMs: 300 } },
+    cpu: true,
+    variants: [
+      { id: 'baseline', label: 'raw ioredis GET + JSON.parse (auto-pipelining)', baseline: true },
+      { id: 'baseline-no-autopipelining', label: 'raw ioredis GET + JSON.parse (no auto-pipelining)' },
+      { id: 'baseline-corked', label: 'raw ioredis GET + JSON.parse, writes batched as RedisStore does' },
+      { id: 'amas', label: 'AMAS TieredCache get (L2 only, RedisStore)', target: 0.85 },
+      { id: 'amas-record-raw', label: "AMAS's entries via raw ioredis getBuffer + parse (diagnostic)" },
+      { id: 'cache-manager', label: 'cache-manager 7 + Keyv/@keyv/redis get' },
+      { id: 'bentocache', label: 'bentocache 1.6 get (redis driver, L2 only)' },
+    ],
+  },
+  // 100 concurrent getOrSet misses on one key, factory 50 ms: wall time and factory runs (bench/micro/cache-stampede.mjs).
+  'cache-stampede': {
+    kind: 'latency',
+    script: 'micro/cache-stampede.mjs',
+    unit: 'ms',
+    trials: { full: { trials: 15, warmup: 3 }, quick: { trials: 5, warmup: 2 } },
+    variants: [
+      { id: 'floor', label: 'no cache: a Map of in-flight promises (floor)', floor: true },
+      { id: 'amas-l1', label: 'AMAS getOrSet, L1 only', target: { maxMs: 55, factoryRuns: 1 } },
+      { id: 'amas-redis', label: 'AMAS getOrSet, L1 + Redis L2, cross-replica lock', target: { maxMs: 55, factoryRuns: 1 } },
+      { id: 'bentocache', label: 'bentocache getOrSet (memory)' },
+      { id: 'bentocache-redis', label: 'bentocache getOrSet (memory + redis)' },
+      { id: 'cache-manager', label: 'cache-manager wrap (memory)' },
+      { id: 'cache-manager-redis', label: 'cache-manager wrap (Keyv redis)' },
+    ],
+  },
   'http-express-redis': {
     kind: 'http',
     script: 'servers/express.mjs',
@@ -127,6 +174,7 @@ const ALIASES = {
   express: ['http-express'],
   fastify: ['http-fastify'],
   redis: ['redis-limiter', 'http-express-redis', 'http-fastify-redis'],
+  cache: ['cache-l1', 'cache-l2', 'cache-stampede'],
 };
 
 const SETTINGS = {
@@ -358,6 +406,37 @@ async function runMicroGroups(groups, s, results) {
   }
 }
 
+/**
+ * Latency groups (cache-stampede): one fresh process per sample, as the micro groups, interleaved the same way.
+ * A sample is several trials; the script prints the wall time and factory runs of each, and its median.
+ */
+async function runLatencyGroups(groups, s, results) {
+  if (groups.length === 0) return;
+  const rounds = s.microRounds;
+  const trials = (g) => GROUPS[g].trials[s.mode];
+  progress(`latency: ${rounds} rounds x ${groups.map((g) => `${g}(${GROUPS[g].variants.length}, ${trials(g).trials} trials after ${trials(g).warmup} warm-up)`).join(', ')}; fresh process per sample`);
+  for (let r = 0; r < rounds; r++) {
+    const line = [];
+    for (const g of groups) {
+      const t = trials(g);
+      for (const v of rotate(GROUPS[g].variants, r)) {
+        const slot = results[g][v.id];
+        try {
+          const out = await runJson(GROUPS[g].script, [v.id, t.trials, t.warmup], (t.trials + t.warmup) * 5_000 + 30_000);
+          slot.byRound[r] = out.medianWallMs;
+          slot.extra.push({ round: r, wallMs: out.wallMs, factoryRuns: out.factoryRuns });
+          if (out.problem) slot.problems.push(out.problem);
+          line.push(`${g}/${v.id} ${out.medianWallMs.toFixed(1)} ms (${[...new Set(out.factoryRuns)].join('/')} run)`);
+        } catch (error) {
+          slot.errors.push(error.message);
+          line.push(`${g}/${v.id} ERROR`);
+        }
+      }
+    }
+    progress(`  round ${r + 1}/${rounds}: ${line.join(', ')}`);
+  }
+}
+
 async function runHttpGroups(groups, s, results) {
   if (groups.length === 0) return;
   const targets = groups.flatMap((g) => GROUPS[g].variants.map((v) => ({ g, v })));
@@ -522,6 +601,10 @@ function summarise(groups, results) {
   const rows = [];
   for (const g of groups) {
     const def = GROUPS[g];
+    if (def.kind === 'latency') {
+      rows.push(...summariseLatency(g, results));
+      continue;
+    }
     const base = def.variants.find((v) => v.baseline);
     const baseRounds = results[g][base.id].byRound;
     const baseMedian = median(present(baseRounds));
@@ -569,6 +652,73 @@ function summarise(groups, results) {
   return rows;
 }
 
+/**
+ * Latency rows: the median over rounds of each sample's median wall time; `overFloorMs` is the median of
+ * same-round differences with the floor variant; factory runs are the min and max over every measured trial.
+ * A target is met when the median wall time is within `maxMs` and EVERY trial ran the factory exactly
+ * `factoryRuns` times.
+ */
+function summariseLatency(g, results) {
+  const def = GROUPS[g];
+  const floor = def.variants.find((v) => v.floor);
+  const floorRounds = floor ? results[g][floor.id].byRound : [];
+  return def.variants.map((v) => {
+    const slot = results[g][v.id];
+    const samples = present(slot.byRound);
+    const med = median(samples);
+    const diffs = [];
+    slot.byRound.forEach((x, r) => {
+      const f = floorRounds[r];
+      if (typeof x === 'number' && typeof f === 'number') diffs.push(x - f);
+    });
+    const runs = slot.extra.flatMap((e) => e.factoryRuns ?? []);
+    const factoryRuns = runs.length ? { min: Math.min(...runs), max: Math.max(...runs) } : null;
+    const spread = samples.length > 1 ? (Math.max(...samples) - Math.min(...samples)) / med : 0;
+    let met = null;
+    if (v.target !== undefined) {
+      if (slot.problems.length > 0) met = 'INVALID';
+      else if (!Number.isFinite(med) || factoryRuns === null) met = 'ERROR';
+      else met = med <= v.target.maxMs && factoryRuns.min === v.target.factoryRuns && factoryRuns.max === v.target.factoryRuns ? 'yes' : 'NO';
+    }
+    return {
+      group: g,
+      variant: v.id,
+      label: v.label,
+      unit: def.unit,
+      kind: 'latency',
+      floor: Boolean(v.floor),
+      samples: slot.byRound,
+      median: Number.isFinite(med) ? med : null,
+      overFloorMs: v.floor || diffs.length === 0 ? null : median(diffs),
+      factoryRuns,
+      trials: slot.extra,
+      spread,
+      target: v.target ?? null,
+      met,
+      problems: slot.problems,
+      errors: slot.errors,
+    };
+  });
+}
+
+function renderLatencyTable(rows) {
+  const header = ['group', 'variant', 'wall time (median)', 'vs floor', 'factory runs', 'target', 'met?'];
+  const body = rows.map((r) => [
+    r.group,
+    r.label,
+    r.median === null ? 'n/a' : `${r.median.toFixed(1)} ms`,
+    r.floor ? '(floor)' : r.overFloorMs === null ? 'n/a' : `${r.overFloorMs >= 0 ? '+' : ''}${r.overFloorMs.toFixed(1)} ms`,
+    r.factoryRuns === null ? 'n/a' : r.factoryRuns.min === r.factoryRuns.max ? String(r.factoryRuns.min) : `${r.factoryRuns.min}-${r.factoryRuns.max}`,
+    r.target === null ? '' : `<= ${r.target.maxMs} ms, ${r.target.factoryRuns} run`,
+    r.met ?? '',
+  ]);
+  const right = (i) => i >= 2 && i <= 5;
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const line = (cells) => `| ${cells.map((c, i) => (right(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (right(i) ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(header), sep, ...body.map(line)].join('\n');
+}
+
 function renderTable(rows) {
   const header = ['group', 'variant', 'median', 'ratio vs baseline', 'target', 'met?'];
   const body = rows.map((r) => [
@@ -606,18 +756,25 @@ const machine = {
 progress(`bench (${mode}) on ${machine.cpus} x ${machine.cpuModel}, node ${machine.node}, load avg ${machine.loadAvgAtStart.join(' ')}`);
 
 await runMicroGroups(groups.filter((g) => GROUPS[g].kind === 'micro'), settings, results);
+await runLatencyGroups(groups.filter((g) => GROUPS[g].kind === 'latency'), settings, results);
 await runHttpGroups(groups.filter((g) => GROUPS[g].kind === 'http'), settings, results);
 
 const rows = summarise(groups, results);
 const elapsedSeconds = Math.round((Date.now() - started) / 1000);
-const table = renderTable(rows);
+const throughputRows = rows.filter((r) => r.kind !== 'latency');
+const latencyRows = rows.filter((r) => r.kind === 'latency');
+// Throughput rows (ratios against a baseline) and latency rows (milliseconds against a limit) in two tables.
+const table = [
+  ...(throughputRows.length ? [renderTable(throughputRows)] : []),
+  ...(latencyRows.length ? [renderLatencyTable(latencyRows)] : []),
+].join('\n\n');
 
 console.log();
 console.log(table);
 console.log();
 console.log(
   `${mode} run, ${elapsedSeconds} s; medians over ${settings.microRounds} micro / ${settings.httpRounds} http interleaved rounds ` +
-    `(ratio = median of same-round variant/baseline ratios); ` +
+    `(ratio = median of same-round variant/baseline ratios${latencyRows.length ? '; latency: median over rounds of each sample\'s median trial, vs floor = median of same-round differences' : ''}); ` +
     `node ${machine.node}, ${machine.cpus} CPUs (${machine.cpuModel}), load avg at start ${machine.loadAvgAtStart.join(' ')}`,
 );
 const cpuRows = rows.filter((r) => r.cpu);
@@ -636,7 +793,7 @@ if (cpuRows.length) {
     console.log(
       `  ${r.group}/${r.variant}: ${own}; Redis (whole server) ${f(med(r, 'redisCpuUsPerOp'))} us (${f(med(r, 'redisCpuShare') * 100, 0)}%), ` +
         `${f(med(r, 'redisCommandsPerOp'), 2)} commands incl. inside scripts` +
-        (Number.isFinite(evalsha) ? `; EVALSHA ${f(med(r, 'redisEvalshaPerOp'), 2)}/op at ${f(evalsha, 2)} us each` : ''),
+        (Number.isFinite(evalsha) && med(r, 'redisEvalshaPerOp') >= 0.01 ? `; EVALSHA ${f(med(r, 'redisEvalshaPerOp'), 2)}/op at ${f(evalsha, 2)} us each` : ''),
     );
   }
 }

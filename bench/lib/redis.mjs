@@ -39,6 +39,35 @@ export async function connect(options) {
   return client;
 }
 
+/**
+ * Writes the way RedisStore does (its corkForThisIteration): the socket is corked for one event-loop
+ * iteration and flushed every `every` commands. For the diagnostic baselines (redis-limiter, cache-l2) that
+ * gives raw ioredis the same batching, so the ratio of AMAS to it shows what AMAS's own work costs.
+ */
+export function corker(client, every = 16) {
+  let corked;
+  let count = 0;
+  const uncork = () => {
+    const s = corked;
+    corked = undefined;
+    s?.uncork();
+  };
+  return () => {
+    if (corked) {
+      if (++count >= every) {
+        corked.uncork();
+        corked.cork();
+        count = 0;
+      }
+      return;
+    }
+    count = 0;
+    corked = client.stream;
+    corked.cork();
+    setImmediate(uncork);
+  };
+}
+
 /** Deletes every key under `prefix` (SCAN + UNLINK; never outside the prefix). Returns how many. */
 export async function deletePrefix(client, prefix) {
   if (!prefix.startsWith('amas-bench:')) throw new Error(`refusing to delete outside amas-bench: (${prefix})`);

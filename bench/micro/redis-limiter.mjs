@@ -26,7 +26,7 @@
  */
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { runConcurrent } from '../lib/concurrent-harness.mjs';
-import { connect, deletePrefix, REDIS_URL, storeLikeOptions, uniquePrefix } from '../lib/redis.mjs';
+import { connect, corker, deletePrefix, REDIS_URL, storeLikeOptions, uniquePrefix } from '../lib/redis.mjs';
 
 const LIMIT = 1_000_000_000;
 const KEYS = Array.from({ length: 1024 }, (_, i) => `user:${i}`);
@@ -52,35 +52,6 @@ function tally() {
 /** A side connection for INFO (Redis CPU) and for cleaning up the prefix, never used by the measured path. */
 async function sideConnection() {
   return connect(storeLikeOptions(false));
-}
-
-/**
- * Writes the way RedisStore does (its corkForThisIteration): the socket is corked for one event-loop
- * iteration and flushed every `every` commands. For the diagnostic baseline that gives raw ioredis the same
- * batching, so the ratio of AMAS to it shows what AMAS's own work costs.
- */
-function corker(client, every = 16) {
-  let corked;
-  let count = 0;
-  const uncork = () => {
-    const s = corked;
-    corked = undefined;
-    s?.uncork();
-  };
-  return () => {
-    if (corked) {
-      if (++count >= every) {
-        corked.uncork();
-        corked.cork();
-        count = 0;
-      }
-      return;
-    }
-    count = 0;
-    corked = client.stream;
-    corked.cork();
-    setImmediate(uncork);
-  };
 }
 
 function rawEvalsha(autoPipelining, corkLikeStore = false) {

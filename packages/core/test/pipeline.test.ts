@@ -181,7 +181,7 @@ describe('HTTP pipeline', () => {
     expect(amas.breaker('up').getState()).toBe('closed');
     // Nothing set by the route: nothing withdrawn.
     const untouched = amas.http.compile({}, undefined, { nested: true });
-    expect(untouched.overrides).toEqual({ limit: false, breaker: false, dedup: false });
+    expect(untouched.overrides).toEqual({ limit: false, breaker: false, dedup: false, response: false });
     await amas.close();
   });
 });

@@ -285,7 +285,7 @@ export class PostgresLevel implements CacheLevel {
 /**
  * CREATE TABLE IF NOT EXISTS is not atomic across sessions: two first uses at once can both pass the
  * existence check, and the loser fails with a unique violation on pg_type / pg_class (23505) or "already
- * exists" (42P07) once the winner commits. Then the table is there: check again. The existence check also
+ * exists" (42P07, or 42710 for the table's row type) once the winner commits. Then the table is there: check again. The existence check also
  * comes first so a role without CREATE on the schema can use a table made for it in advance.
  */
 async function createTable(pool: PgPoolLike, sql: Statements): Promise<void> {
@@ -298,7 +298,7 @@ async function createTable(pool: PgPoolLike, sql: Statements): Promise<void> {
       return;
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      if ((code !== '23505' && code !== '42P07') || attempt >= 5) throw error;
+      if ((code !== '23505' && code !== '42P07' && code !== '42710') || attempt >= 5) throw error;
     }
   }
 }

@@ -102,6 +102,7 @@ const MAX_LEVEL_BACKOFF_MS = 30_000;
 const WRITTEN = '\u0000amas-cache:written';
 const MAX_KEY_LENGTH = 4096;
 const HASHED_KEY_ABOVE = 512;
+const SHARE_WINDOW_MS = 2000;
 
 export class TieredCache {
   readonly name: string;
@@ -121,6 +122,8 @@ export class TieredCache {
   private readonly store: Store | undefined;
   private readonly localFlight: SingleFlight;
   private readonly sharedFlight: SharedSingleFlight | undefined;
+  /** The same leases for forced refreshes, without the share window: a forced run never takes a recent outcome. */
+  private readonly forcedFlight: SharedSingleFlight | undefined;
   private readonly levelRetryMs: number;
   private readonly instanceId = randomUUID();
   private readonly channel: string;
@@ -199,13 +202,13 @@ export class TieredCache {
     this.codec = new ValueCodec(o.serializer ?? jsonSerializer, compression);
     this.localFlight = new SingleFlight({ clock: this.clock, maxKeys: 100_000 });
     if (this.store !== undefined && o.lock !== false && this.levels.some((l) => l.name === 'l2')) {
-      this.sharedFlight = new SharedSingleFlight({
-        store: this.store,
-        leaseMs: o.lock?.leaseMs,
-        waitTimeoutMs: o.lock?.waitTimeoutMs,
-        clock: this.clock,
-        logger: this.logger,
-      });
+      const lock = o.lock;
+      const flight = (shareWindowMs: number) =>
+        new SharedSingleFlight({ store: this.store!, leaseMs: lock?.leaseMs, waitTimeoutMs: lock?.waitTimeoutMs, shareWindowMs, clock: this.clock, logger: this.logger });
+      // A replica that missed just as another one finished gets that run's outcome from its claim (and reads
+      // the value from L2) instead of running the factory again: no re-check read before the factory.
+      this.sharedFlight = flight(SHARE_WINDOW_MS);
+      this.forcedFlight = flight(0);
     }
     if (this.store !== undefined && o.invalidation !== false && this.l1 !== undefined) this.subscribe(this.store);
   }
@@ -237,10 +240,11 @@ export class TieredCache {
   /** The fresh value of `key`, or undefined. Walks L1 -> L2 -> L3 and promotes a hit to the levels above. */
   get<T = unknown>(key: string, options?: CacheCallOptions): Promise<T | undefined> {
     const ns = options === undefined ? this.defaultNamespace : this.resolveCall(options);
-    const k = this.fullKey(ns, key);
+    const part = this.keyPart(key);
     const l1 = this.l1;
     if (l1 !== undefined) {
-      const hit = l1.get(k);
+      // By namespace and key: no `ns:key` string is built on a hit.
+      const hit = l1.getIn(ns, part);
       // l1.now(): the L1's own reading (systemClock read at most once a millisecond; injected clocks exactly),
       // not a clock read per hit (a Date.now() cost about as much as the rest of the hit, see bench/README.md).
       if (hit !== undefined && hit.freshUntil > l1.now()) {
@@ -249,7 +253,7 @@ export class TieredCache {
       }
       this.l1Stats.misses++;
     }
-    return this.lookup(k, false).then((found) => found?.value as T | undefined);
+    return this.lookup(levelKey(ns, part), false).then((found) => found?.value as T | undefined);
   }
 
   /**
@@ -258,8 +262,9 @@ export class TieredCache {
    */
   async getEntry<T = unknown>(key: string, options?: CacheCallOptions): Promise<{ value: T; fresh: boolean; freshUntil: number; staleUntil: number } | undefined> {
     const ns = options === undefined ? this.defaultNamespace : this.resolveCall(options);
-    const k = this.fullKey(ns, key);
-    const hit = this.l1?.get(k);
+    const part = this.keyPart(key);
+    const k = levelKey(ns, part);
+    const hit = this.l1?.getIn(ns, part);
     if (hit !== undefined && hit.freshUntil > this.l1!.now()) {
       this.l1Stats.hits++;
       return { value: hit.value as T, fresh: true, freshUntil: hit.freshUntil, staleUntil: hit.staleUntil };
@@ -366,10 +371,11 @@ export class TieredCache {
     if (typeof factory !== 'function') throw new TypeError('TieredCache.getOrSet: factory must be a function');
     const o = options === undefined ? undefined : parseOptions(getOrSetOptionsSchema, options, 'TieredCache.getOrSet options');
     const r = o === undefined ? this.defaults() : this.resolved(o);
-    const k = this.fullKey(r.ns, key);
+    const part = this.keyPart(key);
+    const k = levelKey(r.ns, part);
     let stale: Found | undefined;
     if (o?.forceRefresh !== true) {
-      const hit = this.l1?.get(k);
+      const hit = this.l1?.getIn(r.ns, part);
       if (hit !== undefined && hit.freshUntil > this.l1!.now()) {
         this.l1Stats.hits++;
         return hit.value as T;
@@ -424,21 +430,35 @@ export class TieredCache {
   /** The factory run for `k`, shared by every concurrent caller here and (with a store) on other replicas. */
   private produce<T>(k: string, factory: CacheFactory<T>, r: Resolved, stale: Found | undefined, hardMs: number | undefined, force: boolean): Promise<T | undefined> {
     let leader = false;
-    const lead = async (): Promise<unknown> => {
-      leader = true;
-      // Another replica may have finished between our miss and our lease: its value is in L2 already.
-      if (!force && this.sharedFlight !== undefined) {
-        const found = await this.lookup(k, false);
-        if (found !== undefined) return found.value;
-      }
-      const value = await this.runFactory(k, factory, stale?.value as T | undefined, hardMs);
-      if (value === undefined) return undefined;
-      await this.write([{ k, value, ttlMs: r.ttlMs, graceMs: r.graceMs }]);
-      this.announce({ k: [k] });
-      return this.sharedFlight !== undefined && this.levels.some((l) => l.name === 'l2' && !l.down) ? WRITTEN : value;
-    };
-    const flight = this.sharedFlight !== undefined ? this.sharedFlight.do(k, lead) : this.localFlight.do(k, lead);
-    return flight.then(async (result) => {
+    // Callers in this process get the leader's value as soon as it exists (and sits in L1); the L2 write and
+    // the cross-replica flight's completion (two more round trips) finish behind them.
+    const run = () =>
+      new Promise<unknown>((resolve, reject) => {
+        let answered = false;
+        const lead = async (): Promise<unknown> => {
+          leader = true;
+          const value = await this.runFactory(k, factory, stale?.value as T | undefined, hardMs);
+          if (value === undefined) return undefined;
+          const written = this.write([{ k, value, ttlMs: r.ttlMs, graceMs: r.graceMs }]);
+          answered = true;
+          resolve(value);
+          await written;
+          this.announce({ k: [k] });
+          return this.sharedFlight !== undefined && this.levels.some((l) => l.name === 'l2' && !l.down) ? WRITTEN : value;
+        };
+        const shared = force ? this.forcedFlight : this.sharedFlight;
+        const flight = shared !== undefined ? shared.do(k, lead) : lead();
+        flight.then(
+          (result) => {
+            if (!answered) resolve(result);
+          },
+          (error: unknown) => {
+            if (!answered) reject(error);
+          },
+        );
+      });
+    // Forced runs collapse only with each other (a forced caller must not get a normal run's older value).
+    return this.localFlight.do(force ? `\u0000force:${k}` : k, run).then(async (result) => {
       if (!leader) this.counts.coalesced++;
       if (result !== WRITTEN) return result as T | undefined;
       // The leader (here or elsewhere) wrote the value through the levels: read it from there.
@@ -557,6 +577,7 @@ export class TieredCache {
     const sub = await this.subscription?.catch(() => undefined);
     await sub?.unsubscribe().catch(() => undefined);
     await this.sharedFlight?.close();
+    await this.forcedFlight?.close();
     this.localFlight.close();
     await Promise.all(this.levels.filter((l) => l.owned).map((l) => l.level.close().catch(() => undefined)));
     this.l1?.clear();
@@ -640,16 +661,16 @@ export class TieredCache {
 
   private async write(items: Array<{ k: string; value: unknown; ttlMs: number; graceMs: number }>): Promise<void> {
     const now = this.clock.now();
-    const encoded = this.levels.length > 0 ? await Promise.all(items.map((i) => this.codec.encode(i.value))) : undefined;
+    // Serialized now, synchronously: L1 holds the value before anything is awaited (a caller answered
+    // right after this call starts finds it there), and its byte bound counts the serialized size.
+    const serialized = items.map((i) => this.codec.serialize(i.value));
     items.forEach((item, i) => {
       const freshUntil = now + item.ttlMs;
       const staleUntil = freshUntil + item.graceMs;
-      if (this.l1 !== undefined) {
-        const size = encoded !== undefined ? encoded[i]!.size : this.codec.serialize(item.value).length;
-        this.l1.set(item.k, this.l1Entry(item.value, freshUntil, staleUntil, size));
-      }
+      this.l1?.set(item.k, this.l1Entry(item.value, freshUntil, staleUntil, serialized[i]!.length));
     });
-    if (encoded === undefined) return;
+    if (this.levels.length === 0) return;
+    const encoded = await Promise.all(serialized.map((raw) => this.codec.encodeSerialized(raw)));
     const records = items.map((item, i) => {
       const record: CacheRecord = { payload: encoded[i]!.payload, encoding: encoded[i]!.encoding, storedAt: now, freshUntil: now + item.ttlMs, staleUntil: now + item.ttlMs + item.graceMs };
       return { key: item.k, value: encodeRecord(record), life: item.ttlMs + item.graceMs };
@@ -794,11 +815,15 @@ export class TieredCache {
   }
 
   private fullKey(ns: string, key: string): string {
+    return levelKey(ns, this.keyPart(key));
+  }
+
+  /** The key as stored: validated, and hashed when long (PostgreSQL's key index refuses ~2.7 KB and more). */
+  private keyPart(key: string): string {
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
       throw new TypeError(`TieredCache: a key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters, received ${typeof key === 'string' ? `${key.length} characters` : typeof key}`);
     }
-    // Long keys are hashed: every level can then hold them (PostgreSQL's key index refuses ~2.7 KB and more).
-    return levelKey(ns, key.length > HASHED_KEY_ABOVE ? `~sha256:${createHash('sha256').update(key).digest('base64url')}` : key);
+    return key.length > HASHED_KEY_ABOVE ? `~sha256:${createHash('sha256').update(key).digest('base64url')}` : key;
   }
 
   private resolveCall(options: CacheCallOptions): string {

@@ -47,7 +47,11 @@ export class ValueCodec {
   }
 
   async encode(value: unknown): Promise<EncodedValue> {
-    const raw = this.serialize(value);
+    return this.encodeSerialized(this.serialize(value));
+  }
+
+  /** Compresses an already serialized value when that pays (see CompressionOptions). */
+  async encodeSerialized(raw: Buffer): Promise<EncodedValue> {
     const c = this.compression;
     if (c === undefined || raw.length < c.thresholdBytes) return { payload: raw, encoding: 'none', size: raw.length };
     const packed =

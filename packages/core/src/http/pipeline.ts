@@ -11,6 +11,7 @@ import type { NeutralRequest } from './neutral-request.js';
 import { rateLimitHeaders, type RateLimitHeaderMode } from './rate-limit-headers.js';
 import { defaultRejectionBody, renderRejection, type Rejection, type RejectionBodyRenderer } from './rejection.js';
 import type { AmasMetrics } from '../metrics/amas-metrics.js';
+import { PER_RESPONSE_HEADERS } from './per-response-headers.js';
 import type { TieredCache } from '../cache/tiered-cache.js';
 import type { Logger } from '../logger.js';
 import { ResponseLayer, type CompiledResponseOptions, type FinalResponse, type ResponsePlan } from './response-layer.js';
@@ -104,26 +105,6 @@ export type Admission =
   | { action: 'replay'; ticket: RequestTicket; response: SharedResponse }
   | { action: 'reject'; ticket: RequestTicket; rejection: Rejection };
 
-/**
- * Headers that describe one response on one connection and must not be copied to another (dedup replays;
- * a proxy forwarding an upstream response needs the same list).
- */
-export const PER_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
-  'date',
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'content-length',
-  'set-cookie',
-  'x-response-time',
-  'server-timing',
-  'ratelimit',
-  'ratelimit-policy',
-  'x-ratelimit-limit',
-  'x-ratelimit-remaining',
-  'x-ratelimit-reset',
-  'retry-after',
-]);
 
 
 /**
@@ -731,4 +712,4 @@ function safeKey(body: unknown): string {
   }
 }
 
-export { defaultRejectionBody };
+export { defaultRejectionBody, PER_RESPONSE_HEADERS };

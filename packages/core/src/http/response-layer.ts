@@ -20,6 +20,7 @@ import { compress, negotiateEncoding, shouldCompress, type Encoding } from './co
 import { strongEtag, ifNoneMatch, weakEtag } from './etag.js';
 import { applyFields, parseFields, type FieldSelection } from './field-filter.js';
 import type { NeutralRequest } from './neutral-request.js';
+import { PER_RESPONSE_HEADERS } from './per-response-headers.js';
 import { requestCacheKey } from './request-cache-key.js';
 import { compressionSchema, fieldsSchema, responseCacheSchema } from './response-options.js';
 
@@ -70,27 +71,8 @@ export interface CapturedResponse {
   body: Buffer;
 }
 
-/** Headers never stored with a response: they describe one response on one connection. */
-const NOT_STORED = new Set([
-  'date',
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'content-length',
-  'set-cookie',
-  'x-response-time',
-  'server-timing',
-  'ratelimit',
-  'ratelimit-policy',
-  'x-ratelimit-limit',
-  'x-ratelimit-remaining',
-  'x-ratelimit-reset',
-  'retry-after',
-  'x-cache',
-  'age',
-  'etag',
-  'x-amas-dedup',
-]);
+/** Headers never stored with a response: the per-connection ones, and those each answer sets afresh. */
+const NOT_STORED: ReadonlySet<string> = new Set([...PER_RESPONSE_HEADERS, 'x-cache', 'age', 'etag', 'x-amas-dedup']);
 
 interface Variant {
   body: Buffer;

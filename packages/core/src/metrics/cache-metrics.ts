@@ -1,10 +1,7 @@
 import type { Registry } from 'prom-client';
+import { registerCollected, type Sample } from './collected-metric.js';
 import type { TieredCache } from '../cache/tiered-cache.js';
 
-interface Sample {
-  labels: Record<string, string | number>;
-  value: number;
-}
 
 /**
  * The tiered caches' counters, read from `cache.stats()` when scraped (nothing added to the hot path):
@@ -57,15 +54,8 @@ export class CacheMetrics {
     for (const name of this.names) this.registry.removeSingleMetric(name);
   }
 
-  private add(name: string, type: 'gauge' | 'counter', help: string, values: () => Sample[]): void {
-    this.registry.registerMetric({
-      name,
-      help,
-      type,
-      aggregator: 'sum',
-      get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
-      reset: () => undefined,
-    } as never);
-    this.names.push(name);
+  private add(name: string, type: 'gauge' | 'counter' | 'histogram', help: string, values: () => Sample[]): void {
+    this.names.push(registerCollected(this.registry, name, type, help, values));
   }
+
 }

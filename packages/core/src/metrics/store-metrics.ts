@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { registerCollected, type Sample } from './collected-metric.js';
 import { STORE_LATENCY_BUCKETS_MS } from '../stores/store-latency.js';
 import type { Store } from '../stores/store.js';
 import type { StoreLimiterStats } from '../policies/store-limiter.js';
@@ -9,11 +10,6 @@ export interface StoreMetricsSources {
   limiters(): Iterable<{ name: string; stats(): StoreLimiterStats }>;
 }
 
-interface Sample {
-  metricName?: string;
-  labels: Record<string, string | number>;
-  value: number;
-}
 
 /**
  * Redis health and limiter fallbacks, read from the store and limiters when scraped (nothing on the
@@ -68,17 +64,9 @@ export class StoreMetrics {
   }
 
   private add(name: string, type: 'gauge' | 'counter' | 'histogram', help: string, values: () => Sample[]): void {
-    const metric = {
-      name,
-      help,
-      type,
-      aggregator: 'sum',
-      get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
-      reset: () => undefined,
-    };
-    this.registry.registerMetric(metric as never);
-    this.names.push(name);
+    this.names.push(registerCollected(this.registry, name, type, help, values));
   }
+
 }
 
 interface LatencySource {

@@ -464,6 +464,23 @@ describe('TieredCache on Redis (L2) and files (L3)', () => {
     expect(all.every((v) => v.v === 'once')).toBe(true);
   });
 
+  it('forceRefresh right after another replica ran the factory still runs it; a plain miss there reads the value instead', async () => {
+    const p = prefix();
+    const a = memoryCache({ store: await redisStore(p) });
+    const b = memoryCache({ store: await redisStore(p) });
+    let runs = 0;
+    expect(await a.getOrSet('k', () => `v${++runs}`)).toBe('v1');
+    // B's L1 is empty: its miss finds A's value in L2 (no second run).
+    expect(await b.getOrSet('k', () => `v${++runs}`)).toBe('v1');
+    // A's callers were answered before its run released the lease; a forced call while that run is still
+    // finishing would join it (by design), so let it finish.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await b.getOrSet('k', () => `v${++runs}`, { forceRefresh: true })).toBe('v2');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await a.getOrSet('k', () => `v${++runs}`, { forceRefresh: true })).toBe('v3');
+    expect(runs).toBe(3);
+  });
+
   it('a level that goes down mid-test is skipped, counted and logged once; calls keep working; it comes back', async () => {
     const { startRedisServer } = await import('../../../../test/support/redis-servers.js');
     const server = await startRedisServer();
