@@ -71,8 +71,8 @@ export function Deduplicate(options: DeduplicateOptions = {}): AmasDecorator {
 }
 
 /** What `@Cached()` takes: on a controller, the route's response-cache options; on a provider method, ttl/namespace/key. */
-export type CachedDecoratorOptions = Exclude<ResponseCacheOption, boolean> & {
-  /** Provider methods: the key of a call from its arguments (default `Class.method:` + a hash of the arguments). */
+export type CachedDecoratorOptions = Omit<Exclude<ResponseCacheOption, boolean>, 'key'> & {
+  /** Provider methods: the key of a call from its arguments (default `Class.method:` + a hash of the arguments). Controllers: (request) => string. */
   key?: (...args: any[]) => string;
 };
 

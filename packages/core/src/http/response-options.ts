@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { NAMESPACE_PATTERN } from '../cache/cache-level.js';
 import { durationSchema } from '../options/duration.js';
-import { fn, MAX_TIMER_MS, positiveInt } from '../options/validate.js';
+import { MAX_TIMER_MS, positiveInt } from '../options/validate.js';
+import type { NeutralRequest } from './neutral-request.js';
 
 const positiveDuration = durationSchema.pipe(z.number().positive('a duration > 0').max(MAX_TIMER_MS, 'a duration of at most 24.8 days'));
 const duration = durationSchema.pipe(z.number().max(MAX_TIMER_MS, 'a duration of at most 24.8 days'));
@@ -15,6 +16,8 @@ const headerName = z
   .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'an HTTP header name')
   .transform((s) => s.toLowerCase());
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'QUERY'] as const;
+/** A function of the neutral request (typed for users; validated as a function). */
+const requestFn = <R>() => z.custom<(req: NeutralRequest) => R>((v) => typeof v === 'function', { message: 'a function' });
 
 export const responseCacheSchema = z.union([
   z.boolean(),
@@ -42,12 +45,12 @@ export const responseCacheSchema = z.union([
     /** Cache-Control sent with this route's responses when the handler sets none, e.g. 'public, max-age=60'. */
     cacheControl: z.string().min(1).optional(),
     /** A key of your own: (request) => string; identity is still added unless `shared`. */
-    key: fn.optional(),
+    key: requestFn<string>().optional(),
     /**
      * Which requests are cached at all: (request) => boolean, e.g. chat completions with temperature 0 and
      * no streaming. Others pass through without an X-Cache header. Default: every request of `methods`.
      */
-    when: fn.optional(),
+    when: requestFn<boolean>().optional(),
     /** Largest body stored (bytes); larger responses pass through uncached. Default 1 MiB. */
     maxBodyBytes: positiveInt.optional(),
     /** Where entries live in the cache. Default 'http'. */
