@@ -286,6 +286,7 @@ export class HttpPipeline {
       (answer) => {
         if (answer === undefined) return pass();
         ticket.withdraw({ limit: false, breaker: true, dedup: true, response: false });
+        ticket.answeredFromCache();
         const status = answer.headers['x-cache'];
         this.host.metrics.recordHttpCache(route.pattern ?? req.route, typeof status === 'string' ? status : 'HIT');
         return { action: 'replay', response: { status: answer.status, headers: answer.headers, body: answer.body, source: 'cache' } };
@@ -497,8 +498,13 @@ export class RequestTicket {
     private permit: BreakerPermit | undefined,
     /** Rate-limit headers to set on the response before it is written. */
     public headers: Record<string, string> | undefined,
-    private readonly fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | 'cached' | 'bad_request' | undefined,
+    private fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | 'cached' | 'bad_request' | undefined,
   ) {}
+
+  /** @internal The response step answered this admitted request from the cache: no upstream outcome to record. */
+  answeredFromCache(): void {
+    this.fixedOutcome = 'cached';
+  }
 
   /** @internal The response plan (caching, compression, fields) the adapter applies to this request's response. */
   plan: ResponsePlan | undefined;
