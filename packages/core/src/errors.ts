@@ -15,7 +15,9 @@ export type AmasErrorCode =
   | 'AMAS_INVALID_OPTION'
   | 'AMAS_ABORTED'
   | 'AMAS_STORE_UNAVAILABLE'
-  | 'AMAS_INVALID_FIELDS';
+  | 'AMAS_INVALID_FIELDS'
+  | 'AMAS_INVALID_EMBEDDING_INPUT'
+  | 'AMAS_EMBEDDING_FAILED';
 
 export interface AmasErrorInit {
   status?: number;

@@ -75,3 +75,15 @@ export * from './http/request-cache-key.js';
 
 // Metrics
 export { AmasMetrics, type MetricsOptions } from './metrics/amas-metrics.js';
+// Semantic cache (issue 5, in progress): embedders, the near-miss guard, vector indexes, the cache
+export { cosine, normalize, EmbeddingInputError, EmbeddingFailedError, type Embedder, type EmbedOptions, type EmbeddingFailureReason } from './semantic/embedder.js';
+export { UniversalSentenceEncoderEmbedder, USE_DIMENSIONS, type UniversalSentenceEncoderEmbedderOptions, type UseEmbedderStats } from './semantic/use-embedder.js';
+export { CachedEmbedder, type CachedEmbedderOptions, type CachedEmbedderStats } from './semantic/embedding-cache.js';
+export { TransformersEmbedder, type TransformersEmbedderOptions } from './semantic/transformers-embedder.js';
+export { EndpointEmbedder, type EndpointEmbedderOptions, type EndpointEmbedderStats } from './semantic/endpoint-embedder.js';
+export * from './semantic/near-miss-guard.js';
+export { createVectorIndex, AutoVectorIndex, DEFAULT_AUTO_THRESHOLD, type AutoVectorIndexOptions, type VectorIndex, type VectorIndexKind, type VectorIndexOptions, type VectorSearchResult } from './semantic/vector-index.js';
+export { ExactVectorIndex, type ExactVectorIndexOptions } from './semantic/exact-index.js';
+export { HnswVectorIndex, type HnswVectorIndexOptions } from './semantic/hnsw-index.js';
+export { SemanticCache, DEFAULT_SEMANTIC_THRESHOLD, type SemanticCacheOptions, type SemanticCacheStats, type SemanticHit, type SemanticSetOptions, type SemanticGetOptions, type SimilarEntry } from './semantic/semantic-cache.js';
+export { chatPartition, samplingBucket, messageText, type ChatRequestLike, type ChatMessageLike } from './semantic/chat-partition.js';
