@@ -26,6 +26,7 @@ import { StoreMetrics } from './metrics/store-metrics.js';
 import { RedisStore, type RedisStoreOptions } from './stores/redis-store.js';
 import type { Store } from './stores/store.js';
 import { TieredCache } from './cache/tiered-cache.js';
+import { SemanticCache, type SemanticCacheOptions } from './semantic/semantic-cache.js';
 import type { TieredCacheOptions } from './cache/tiered-cache-options.js';
 
 const AMAS_BRAND = Symbol.for('amas.instance');
@@ -149,6 +150,21 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
     this.owned.push(this.tieredCache);
     this.metrics.watchCache(this.tieredCache);
     return this.tieredCache;
+  }
+
+  /**
+   * A semantic cache owned (and closed) by this engine, its entries in the engine's store when it has one
+   * (replicas share them). Options as for `new SemanticCache()`, without `store`, `clock` and `logger`.
+   */
+  semanticCache<V = unknown>(options: Omit<SemanticCacheOptions, 'store' | 'clock' | 'logger'> = {}): SemanticCache<V> {
+    for (const key of ['store', 'clock', 'logger'] as const) {
+      if (options && key in options) {
+        throw new InvalidOptionError([{ path: key, received: describeValue((options as Record<string, unknown>)[key]), expected: `nothing: the engine passes its own ${key}` }], 'AMAS semanticCache options');
+      }
+    }
+    const cache = new SemanticCache<V>({ ...options, store: this.store, clock: this.clock, logger: this.logger });
+    this.owned.push(cache);
+    return cache;
   }
 
   /** A named circuit breaker, created on first use from `breakerDefaults` <- `breakers[name]` <- overrides. */

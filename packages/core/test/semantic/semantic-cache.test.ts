@@ -9,6 +9,7 @@ import { SemanticCache } from '../../src/semantic/semantic-cache.js';
 import { UniversalSentenceEncoderEmbedder } from '../../src/semantic/use-embedder.js';
 import { MemoryStore } from '../../src/stores/memory-store.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
+import { createAmas } from '../../src/amas.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 // One real model for the file, behind an LRU (the caches below never close it).
@@ -144,6 +145,23 @@ describe('SemanticCache (real embeddings)', () => {
       expect(afterClear.stats().entries).toBe(0);
     } finally {
       await storeA.deleteByPrefix(prefix);
+    }
+  });
+
+  it('amas.semanticCache() keeps its entries in the engine store and is closed with the engine', async () => {
+    const prefix = `amas-test-sca-${process.pid}-${Math.random().toString(36).slice(2, 8)}:`;
+    const amas = createAmas({ logger: silentLogger, redis: { url: REDIS_URL, prefix } });
+    try {
+      const sc = amas.semanticCache<string>({ embedder, name: 'answers' });
+      await sc.set('What is the capital of Austria?', 'Vienna');
+      // Another cache on the same store (another replica) loads the entry from Redis.
+      const probe = cache({ store: amas.store, name: 'answers' });
+      await probe.ready();
+      expect((await probe.get('What is the capital of Austria?'))?.value).toBe('Vienna');
+      expect(() => amas.semanticCache({ store: amas.store } as never)).toThrow(/semanticCache options/);
+      await amas.store!.deleteByPrefix(prefix);
+    } finally {
+      await amas.close();
     }
   });
 });
