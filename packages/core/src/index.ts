@@ -6,6 +6,7 @@ export * from './logger.js';
 export { parseOptions, describe as describeValue } from './options/validate.js';
 export { parseDuration, durationSchema } from './options/duration.js';
 export { stableKey, stableStringify } from './util/stable-key.js';
+export { seededRandom } from './util/seeded-random.js';
 
 // Engine and options
 export { Amas, createAmas, isAmas, resolveAmas, type SharedAmasOptions, type LocalAmasOptions } from './amas.js';

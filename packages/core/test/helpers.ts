@@ -19,17 +19,8 @@ export function invalidOption(fn: () => unknown, label?: string): InvalidOptionE
   return error as InvalidOptionError;
 }
 
-/** mulberry32: a seeded PRNG, so jitter and property tests are reproducible. Returns [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG from src (mulberry32), so jitter and property tests are reproducible. Returns [0, 1). */
+export { seededRandom } from '../src/util/seeded-random.js';
 
 /** A promise with its resolve and reject in hand, for tests that decide when work finishes. */
 export function deferred<T = string>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } {

@@ -2,7 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
+import { PeriodicSweep } from './periodic-sweep.js';
 import { InvalidOptionError, StoreUnavailableError } from '../errors.js';
 import { clockSchema, parseOptions, timerMs } from '../options/validate.js';
 import { NAMESPACE_PATTERN, type CacheLevel } from './cache-level.js';
@@ -64,17 +65,15 @@ export class FileLevel implements CacheLevel {
   /** `<directory>/<name>`, absolute. */
   readonly root: string;
   private readonly clock: Clock;
-  private readonly sweepIntervalMs: number;
-  private sweepTimer: TimerHandle | undefined;
-  private sweeping: Promise<unknown> | undefined;
+  private readonly sweeper: PeriodicSweep;
   private closed = false;
 
   constructor(options: FileLevelOptions) {
     const o = parseOptions(fileLevelOptionsSchema, options, 'FileLevel options');
     this.root = resolve(o.directory, o.name ?? 'amas');
     this.clock = o.clock ?? systemClock;
-    this.sweepIntervalMs = o.sweepIntervalMs ?? 60_000;
-    this.scheduleSweep();
+    this.sweeper = new PeriodicSweep(this.clock, o.sweepIntervalMs ?? 60_000, () => this.sweep());
+    this.sweeper.start();
   }
 
   /** The file holding `key` (whether or not it exists). */
@@ -177,9 +176,7 @@ export class FileLevel implements CacheLevel {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.clock.clearTimeout(this.sweepTimer);
-    this.sweepTimer = undefined;
-    await this.sweeping;
+    await this.sweeper.stop();
   }
 
   private async sweepNamespace(directory: string, now: number): Promise<number> {
@@ -254,20 +251,6 @@ export class FileLevel implements CacheLevel {
       if (codeOf(error) === 'ENOENT') return [];
       throw error;
     }
-  }
-
-  private scheduleSweep(): void {
-    if (this.sweepIntervalMs === 0 || this.closed) return;
-    this.sweepTimer = this.clock.setTimeout(() => {
-      this.sweepTimer = undefined;
-      // A failed sweep (disk full, permissions) waits for the next one; reads ignore expired files meanwhile.
-      this.sweeping = this.sweep()
-        .catch(() => undefined)
-        .finally(() => {
-          this.sweeping = undefined;
-          this.scheduleSweep();
-        });
-    }, this.sweepIntervalMs);
   }
 
   private checkOpen(): void {

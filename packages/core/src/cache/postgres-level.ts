@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
+import { PeriodicSweep } from './periodic-sweep.js';
 import { InvalidOptionError, StoreUnavailableError } from '../errors.js';
 import { clockSchema, parseOptions, timerMs } from '../options/validate.js';
 import { NAMESPACE_PATTERN, type CacheLevel } from './cache-level.js';
@@ -92,7 +93,6 @@ export class PostgresLevel implements CacheLevel {
   private readonly sql: Statements;
   private readonly keyPrefix: string;
   private readonly clock: Clock;
-  private readonly sweepIntervalMs: number;
   private readonly connectionString: string | undefined;
   private readonly connectionTimeoutMs: number;
   private readonly ownsPool: boolean;
@@ -100,8 +100,7 @@ export class PostgresLevel implements CacheLevel {
   private creatingPool: Promise<PgPoolLike> | undefined;
   private prepared = false;
   private preparing: Promise<void> | undefined;
-  private sweepTimer: TimerHandle | undefined;
-  private sweeping: Promise<unknown> | undefined;
+  private readonly sweeper: PeriodicSweep;
   private closed = false;
 
   constructor(options: PostgresLevelOptions) {
@@ -124,7 +123,8 @@ export class PostgresLevel implements CacheLevel {
     this.keyPrefix = `${this.cacheName}:`;
     this.sql = statements(this.table);
     this.clock = o.clock ?? systemClock;
-    this.sweepIntervalMs = o.sweepIntervalMs ?? 60_000;
+    // Started after the first successful use (the table exists then).
+    this.sweeper = new PeriodicSweep(this.clock, o.sweepIntervalMs ?? 60_000, () => this.sweep());
     this.connectionString = connectionString;
     this.connectionTimeoutMs = o.connectionTimeoutMs ?? 2_000;
     this.ownsPool = o.pool === undefined;
@@ -221,9 +221,7 @@ export class PostgresLevel implements CacheLevel {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.clock.clearTimeout(this.sweepTimer);
-    this.sweepTimer = undefined;
-    await this.sweeping;
+    await this.sweeper.stop();
     if (!this.ownsPool) return;
     const pool = this.pool ?? (await this.creatingPool?.catch(() => undefined));
     await (pool as { end?: () => Promise<void> } | undefined)?.end?.();
@@ -257,7 +255,7 @@ export class PostgresLevel implements CacheLevel {
     this.preparing ??= createTable(pool, this.sql).then(
       () => {
         this.prepared = true;
-        this.scheduleSweep();
+        this.sweeper.start();
       },
       (error: unknown) => {
         this.preparing = undefined;
@@ -265,20 +263,6 @@ export class PostgresLevel implements CacheLevel {
       },
     );
     return this.preparing;
-  }
-
-  private scheduleSweep(): void {
-    if (this.sweepIntervalMs === 0 || this.closed) return;
-    this.sweepTimer = this.clock.setTimeout(() => {
-      this.sweepTimer = undefined;
-      // Failures wait for the next sweep: reads ignore expired rows meanwhile.
-      this.sweeping = this.sweep()
-        .catch(() => undefined)
-        .finally(() => {
-          this.sweeping = undefined;
-          this.scheduleSweep();
-        });
-    }, this.sweepIntervalMs);
   }
 }
 

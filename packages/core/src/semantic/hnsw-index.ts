@@ -18,6 +18,7 @@
  * - Searches allocate nothing but their result (reused heaps and an epoch-stamped visited array).
  */
 import { z } from 'zod';
+import { seededRandom } from '../util/seeded-random.js';
 import { parseOptions } from '../options/validate.js';
 import { validateDimensions, validateId, validateK, validateMinScore, validateVector } from './exact-index.js';
 import type { VectorIndex, VectorSearchResult } from './vector-index.js';
@@ -185,16 +186,6 @@ class MaxHeap {
   }
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class HnswVectorIndex implements VectorIndex {
   readonly kind = 'approximate' as const;
@@ -245,7 +236,7 @@ export class HnswVectorIndex implements VectorIndex {
     this.efConstruction = Math.max(o.efConstruction ?? 128, this.m);
     this.efSearch = o.efSearch ?? 96;
     this.maxTombstoneRatio = o.maxTombstoneRatio ?? 0.3;
-    this.random = o.random ?? mulberry32(o.seed ?? 0x9e3779b9);
+    this.random = o.random ?? seededRandom(o.seed ?? 0x9e3779b9);
     this.levelMult = 1 / Math.log(this.m);
     this.stride = Math.ceil(this.dimensions / 16) * 16;
     this.strideBytes = this.stride * 4;

@@ -12,7 +12,8 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
+import { PeriodicSweep } from '../cache/periodic-sweep.js';
 import { consoleLogger, type Logger } from '../logger.js';
 import { durationSchema } from '../options/duration.js';
 import { clockSchema, MAX_TIMER_MS, parseOptions } from '../options/validate.js';
@@ -137,7 +138,7 @@ export class SemanticCache<V = unknown> {
   private readonly channel: string;
   private subscription: Promise<StoreSubscription | undefined> | undefined;
   private loaded: Promise<void> | undefined;
-  private sweepTimer: TimerHandle | undefined;
+  private readonly sweeper: PeriodicSweep;
   private counts = { exactHits: 0, semanticHits: 0, misses: 0, vetoed: 0, embeddings: 0, embeddingMs: 0 };
   private closed = false;
 
@@ -154,7 +155,12 @@ export class SemanticCache<V = unknown> {
     this.clock = o.clock ?? systemClock;
     this.logger = o.logger ?? consoleLogger;
     this.channel = `sc:${this.name}`;
-    this.scheduleSweep();
+    // Expired entries leave the index on their own time (every replica drops them at the same moment).
+    this.sweeper = new PeriodicSweep(this.clock, SWEEP_MS, async () => {
+      const now = this.clock.now();
+      for (const entry of this.entries.values()) if (entry.expiresAt <= now) this.unindex(entry.id);
+    });
+    this.sweeper.start();
   }
 
   /**
@@ -262,7 +268,7 @@ export class SemanticCache<V = unknown> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.clock.clearTimeout(this.sweepTimer);
+    await this.sweeper.stop();
     const sub = await this.subscription?.catch(() => undefined);
     await sub?.unsubscribe().catch(() => undefined);
     if (this.ownsEmbedder) await this.embedder.close();
@@ -330,16 +336,6 @@ export class SemanticCache<V = unknown> {
     index?.remove(id);
     if (index !== undefined && index.size === 0) this.indexes.delete(entry.partition);
     return true;
-  }
-
-  /** Expired entries leave the index on their own time (every replica drops them at the same moment). */
-  private scheduleSweep(): void {
-    if (this.closed) return;
-    this.sweepTimer = this.clock.setTimeout(() => {
-      const now = this.clock.now();
-      for (const entry of this.entries.values()) if (entry.expiresAt <= now) this.unindex(entry.id);
-      this.scheduleSweep();
-    }, SWEEP_MS);
   }
 
   private async load(store: Store): Promise<void> {
