@@ -91,6 +91,14 @@ for (let i = 0; i < sentences.length; i += 32) {
   batch.forEach((s, j) => vectors.set(s, vs[j]));
 }
 const tEmbed = performance.now() - t1;
+// Embedding time per prompt, one prompt per call (what a cache lookup pays), after the batched warm-up above.
+const singles = [];
+for (let i = 0; i < 20; i++) {
+  const s = performance.now();
+  await model.embed([`How many moons does planet number ${i} have?`]);
+  singles.push(performance.now() - s);
+}
+const tSingle = singles.sort((x, y) => x - y)[Math.floor(singles.length / 2)];
 
 for (const p of pairs) {
   p.cos = cosine(vectors.get(p.a), vectors.get(p.b));
@@ -122,7 +130,14 @@ function timeGuard() {
     const us = ((performance.now() - s3) * 1000) / 200;
     if (us > worst) { worst = us; worstId = p.id; }
   }
-  return { full, compareOnly, worst, worstId };
+  // Hostile sizes: a ~105 KB prompt against itself plus a tail, and a pathological one (regex backtracking).
+  const big = 'How do I reverse a list in Python? '.repeat(3_000);
+  const nasty = `${'a'.repeat(50_000)}_${'1'.repeat(30_000)}${'"'.repeat(10_000)}${'`'.repeat(10_000)}`;
+  const s4 = performance.now();
+  guard(big, `${big} in Rust`);
+  guard(nasty, big);
+  const hugeMs = performance.now() - s4;
+  return { full, compareOnly, worst, worstId, hugeMs };
 }
 const cost = timeGuard();
 
@@ -211,7 +226,8 @@ function table(name, set) {
 
 const out = [];
 out.push(`Semantic guard evaluation (${pairs.length} pairs; model load ${(tLoad / 1000).toFixed(2)} s, ` +
-  `${sentences.length} prompts embedded in ${(tEmbed / 1000).toFixed(2)} s; guard from ${guardFrom})`);
+  `${sentences.length} prompts embedded in ${(tEmbed / 1000).toFixed(2)} s, ${(tEmbed / sentences.length).toFixed(1)} ms a prompt batched, ` +
+  `${tSingle.toFixed(1)} ms a prompt alone (median of 20); guard from ${guardFrom})`);
 out.push('');
 out.push(table('DEV', dev));
 out.push('');
@@ -261,7 +277,7 @@ const pc = para.map((p) => p.cos);
 out.push(`Paraphrase cosine: min ${Math.min(...pc).toFixed(3)}, median ${pc.sort((x, y) => x - y)[Math.floor(pc.length / 2)].toFixed(3)}, max ${Math.max(...pc).toFixed(3)}.`);
 out.push('');
 out.push(`Guard cost: ${cost.full.toFixed(1)} us per pair (extract both + compare), ${cost.compareOnly.toFixed(1)} us per compare of ` +
-  `pre-extracted features, worst pair ${cost.worst.toFixed(1)} us (${cost.worstId}).`);
+  `pre-extracted features, worst pair ${cost.worst.toFixed(1)} us (${cost.worstId}); two 100 KB hostile pairs ${cost.hugeMs.toFixed(0)} ms.`);
 out.push('');
 out.push('Paraphrases the guard vetoes (false vetoes):');
 for (const p of pairs.filter((p) => p.label === 'paraphrase' && p.veto)) {

@@ -86,29 +86,6 @@ describe('UniversalSentenceEncoderEmbedder (real model)', () => {
     for (let i = 0; i < texts.length; i++) expect(cosine(a[i], b[i])).toBeGreaterThan(0.9999);
   });
 
-  it('measures load and time per sentence (single and batched of 32)', async () => {
-    const e = new UniversalSentenceEncoderEmbedder();
-    await e.embed(['warm up the kernels']);
-    const singles: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const t = performance.now();
-      await e.embed([`How many moons does planet number ${i} have?`]);
-      singles.push(performance.now() - t);
-    }
-    const batch = Array.from({ length: 32 }, (_, i) => `This is test sentence number ${i} about some topic or other.`);
-    const batched: number[] = [];
-    for (let k = 0; k < 3; k++) {
-      const t = performance.now();
-      await e.embed(batch.map((s) => `${s} (${k})`));
-      batched.push((performance.now() - t) / 32);
-    }
-    const median = (xs: number[]) => xs.slice().sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-    console.info(
-      `[use-lite] single: median ${median(singles).toFixed(1)} ms/sentence; batch of 32: median ${median(batched).toFixed(2)} ms/sentence`,
-    );
-    expect(singles.every((ms) => ms > 0)).toBe(true);
-  });
-
   it('resolves [] for an empty array without calling the model', async () => {
     let calls = 0;
     const loader = async (): Promise<UseModel> => {
