@@ -443,6 +443,35 @@ describe('nest: @Cached() runs after auth guards', () => {
       await app.close();
     }
   });
+
+  it('with interceptor: false the response step does not run (no X-Cache), admission still does', async () => {
+    let runs = 0;
+
+    @Controller()
+    class PlainController {
+      @Get('n')
+      @Cached()
+      n() {
+        return { runs: ++runs };
+      }
+    }
+
+    @Module({ imports: [AmasModule.forRoot({ logger: silentLogger }, { interceptor: false })], controllers: [PlainController] })
+    class PlainModule {}
+
+    const app = await NestFactory.create(PlainModule, new ExpressAdapter(), { logger: false, abortOnError: false });
+    await app.listen(0, '127.0.0.1');
+    const url = (await app.getUrl()).replace('[::1]', '127.0.0.1').replace('localhost', '127.0.0.1');
+    try {
+      const first = await raw(url, '/n');
+      const second = await raw(url, '/n');
+      expect([first.json.runs, second.json.runs]).toEqual([1, 2]);
+      expect(second.headers['x-cache']).toBeUndefined();
+      expect(second.headers['x-response-time']).toMatch(/ms$/); // the guard admitted and timed it
+    } finally {
+      await app.close();
+    }
+  });
 });
 
 describe('express: what POST caching needs', () => {

@@ -215,6 +215,7 @@ describe('AmasModule options', () => {
     expect(() => AmasModule.forRoot({}, { gaurd: true } as never)).toThrow(/gaurd/);
     expect(() => AmasModule.forRootAsync({} as never)).toThrow(/useFactory/);
     expect(() => AmasModule.forRoot({}, { metricsPath: '' })).toThrow(/metricsPath/);
+    expect(() => AmasModule.forRoot({}, { interceptor: 'no' } as never)).toThrow(/interceptor/);
   });
 
   it('works in a plain application context (no HTTP)', async () => {

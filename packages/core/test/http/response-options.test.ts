@@ -1,0 +1,47 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { createAmas } from '../../src/amas.js';
+import { silentLogger } from '../../src/logger.js';
+import { invalidOption } from '../helpers.js';
+
+const amas = createAmas({ logger: silentLogger });
+afterAll(() => amas.close());
+
+describe('route response options (cache, compression, fields): bad values fail at compile with the path', () => {
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['cache: string', { cache: 'yes' }, /cache/],
+    ['cache.ttl: 0', { cache: { ttl: 0 } }, /cache\.ttl/],
+    ['cache.ttl: words', { cache: { ttl: 'a while' } }, /cache\.ttl/],
+    ['cache.grace: negative', { cache: { grace: -1 } }, /cache\.grace/],
+    ['cache.methods: unknown', { cache: { methods: ['FETCH'] } }, /cache\.methods/],
+    ['cache.methods: empty', { cache: { methods: [] } }, /cache\.methods/],
+    ['cache.shared: string', { cache: { shared: 'true' } }, /cache\.shared/],
+    ['cache.varyBy: bad header', { cache: { varyBy: ['x y'] } }, /cache\.varyBy/],
+    ['cache.excludeBodyFields: empty name', { cache: { excludeBodyFields: [''] } }, /cache\.excludeBodyFields/],
+    ['cache.excludeQuery: number', { cache: { excludeQuery: [1] } }, /cache\.excludeQuery/],
+    ['cache.cacheControl: empty', { cache: { cacheControl: '' } }, /cache\.cacheControl/],
+    ['cache.key: string', { cache: { key: 'id' } }, /cache\.key/],
+    ['cache.when: boolean', { cache: { when: true } }, /cache\.when/],
+    ['cache.maxBodyBytes: 0', { cache: { maxBodyBytes: 0 } }, /cache\.maxBodyBytes/],
+    ['cache.namespace: colon', { cache: { namespace: 'a:b' } }, /cache\.namespace/],
+    ['cache: unknown key', { cache: { tll: '1m' } }, /tll/],
+    ['compression: string', { compression: 'gzip' }, /compression/],
+    ['compression.thresholdBytes: negative', { compression: { thresholdBytes: -1 } }, /compression\.thresholdBytes/],
+    ['compression.encodings: zstd', { compression: { encodings: ['zstd'] } }, /compression\.encodings/],
+    ['compression.maxBodyBytes: 1.5', { compression: { maxBodyBytes: 1.5 } }, /compression\.maxBodyBytes/],
+    ['fields: number', { fields: 1 }, /fields/],
+    ['fields.param: empty', { fields: { param: '' } }, /fields\.param/],
+    ['fields.maxDepth: 0', { fields: { maxDepth: 0 } }, /fields\.maxDepth/],
+    ['fields.maxFields: -3', { fields: { maxFields: -3 } }, /fields\.maxFields/],
+  ];
+  it.each(cases)('%s', (label, options, path) => {
+    const error = invalidOption(() => amas.http.compile(options as never, '/route'), label);
+    expect(error.message).toMatch(path);
+    expect(error.message).toMatch(/\/route/);
+  });
+
+  it('a valid route still compiles after the bad ones (nothing was left half-registered)', () => {
+    const route = amas.http.compile({ cache: { ttl: '1m', methods: ['get', 'POST'] }, compression: true, fields: { maxDepth: 4 } }, '/ok');
+    expect(route.response?.cache?.methods).toEqual(new Set(['GET', 'POST']));
+    expect(route.response?.fields?.limits.maxDepth).toBe(4);
+  });
+});
