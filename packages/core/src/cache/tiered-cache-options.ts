@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { durationSchema } from '../options/duration.js';
-import { clockSchema, fn, MAX_TIMER_MS, positiveInt } from '../options/validate.js';
+import { clockSchema, fn, MAX_TIMER_MS, positiveInt, loggerSchema } from '../options/validate.js';
 import { isStore, type Store } from '../stores/store.js';
 import { NAMESPACE_PATTERN, type CacheLevel } from './cache-level.js';
 import type { CacheSerializer } from './value-codec.js';
@@ -114,10 +114,7 @@ export const tieredCacheOptionsSchema = z.strictObject({
   invalidation: z.boolean().optional(),
   levelRetryMs: positiveInt.max(MAX_TIMER_MS).optional(),
   clock: clockSchema.optional(),
-  logger: z
-    .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).warn === 'function' && typeof (v as Logger).error === 'function', {
-      message: 'a logger with warn() and error()',
-    })
+  logger: loggerSchema
     .optional(),
 });
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { circuitBreakerOptionsSchema } from '../policies/circuit-breaker.js';
 import { limiterSpecSchema } from '../policies/limiters.js';
-import { clockSchema, fn, positiveInt } from './validate.js';
+import { clockSchema, fn, positiveInt, loggerSchema } from './validate.js';
 import { redisStoreOptionsSchema } from '../stores/redis-store-options.js';
 import { isStore, type Store } from '../stores/store.js';
 import { compressionSchema, fieldsSchema, responseCacheSchema } from '../http/response-options.js';
@@ -116,11 +116,7 @@ export const amasOptionsSchema = z
    */
   cache: z.record(z.string(), z.unknown()).optional(),
   clock: clockSchema.optional(),
-  logger: z
-    .custom<import('../logger.js').Logger>(
-      (v) => typeof v === 'object' && v !== null && typeof (v as { warn?: unknown }).warn === 'function',
-      { message: 'a logger with warn() and error()' },
-    )
+  logger: loggerSchema
     .optional(),
   })
   .superRefine((o, ctx) => {

@@ -110,6 +110,11 @@ export const timerMs = durationMs.max(MAX_TIMER_MS);
 export const positiveInt = z.number().int().positive();
 export const nonNegativeInt = z.number().int().nonnegative();
 export const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'a function' });
+/** Any logger with warn() and error(): console, pino, winston, or AMAS's own. */
+export const loggerSchema = z.custom<import('../logger.js').Logger>(
+  (v) => typeof v === 'object' && v !== null && typeof (v as { warn?: unknown }).warn === 'function' && typeof (v as { error?: unknown }).error === 'function',
+  { message: 'a logger with warn() and error()' },
+);
 export const clockSchema = z.custom<import('../clock.js').Clock>(
   (v) =>
     typeof v === 'object' &&

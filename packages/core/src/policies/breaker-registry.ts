@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { InvalidOptionError } from '../errors.js';
 import { Emitter } from '../events.js';
 import type { Logger } from '../logger.js';
-import { clockSchema, parseOptions } from '../options/validate.js';
+import { clockSchema, parseOptions, loggerSchema } from '../options/validate.js';
 import { isStore, type Store } from '../stores/store.js';
 import { newReplicaId, SharedBreaker } from './shared-breaker.js';
 import {
@@ -38,8 +38,7 @@ export const breakerRegistryOptionsSchema = z.strictObject({
   clock: clockSchema.optional(),
   store: z.custom<Store>(isStore, { message: 'a Store (MemoryStore, RedisStore)' }).optional(),
   replicaId: z.string().min(1).max(200).optional(),
-  logger: z
-    .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).warn === 'function', { message: 'a logger with warn()' })
+  logger: loggerSchema
     .optional(),
 });
 

@@ -24,7 +24,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { consoleLogger, type Logger } from '../logger.js';
-import { parseOptions } from '../options/validate.js';
+import { parseOptions, loggerSchema } from '../options/validate.js';
 import { isStore, type Store, type StoreSubscription } from '../stores/store.js';
 import { z } from 'zod';
 import { clockSchema } from '../options/validate.js';
@@ -56,8 +56,7 @@ const optionsSchema = sharedBreakerSettingsSchema.extend({
   store: z.custom<Store>(isStore, { message: 'a Store (MemoryStore, RedisStore)' }),
   replicaId: z.string().min(1).max(200).optional(),
   clock: clockSchema.optional(),
-  logger: z
-    .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).warn === 'function', { message: 'a logger with warn()' })
+  logger: loggerSchema
     .optional(),
 });
 

@@ -29,7 +29,7 @@ import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { AbortedError, AmasError, isAmasError, TimeoutError, type AmasErrorCode } from '../errors.js';
 import { Emitter } from '../events.js';
 import { consoleLogger, type Logger } from '../logger.js';
-import { clockSchema, fn as fnSchema, MAX_TIMER_MS, nonNegativeInt, parseOptions, positiveInt } from '../options/validate.js';
+import { clockSchema, fn as fnSchema, MAX_TIMER_MS, nonNegativeInt, parseOptions, positiveInt, loggerSchema } from '../options/validate.js';
 import { Lease, LEASE_RELEASE, leaseToken, leaseTtl } from '../stores/lease-scripts.js';
 import type { MemoryKeyspace } from '../stores/memory-keyspace.js';
 import { isStore, STORE_LUA_NOW, type Store, type StoreRunOptions, type StoreScript, type StoreSubscription } from '../stores/store.js';
@@ -69,10 +69,6 @@ export interface SharedSingleFlightOptions {
   logger?: Logger;
 }
 
-const loggerSchema = z.custom<Logger>(
-  (v) => typeof v === 'object' && v !== null && typeof (v as Logger).warn === 'function' && typeof (v as Logger).error === 'function',
-  { message: 'a logger with warn() and error()' },
-);
 const ms = positiveInt.max(MAX_TIMER_MS);
 
 export const sharedSingleFlightOptionsSchema = z

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { AbortedError, RateLimitedError, StoreUnavailableError } from '../errors.js';
 import { consoleLogger, type Logger } from '../logger.js';
-import { clockSchema, describe, MAX_TIMER_MS, parseOptions, positiveInt } from '../options/validate.js';
+import { clockSchema, describe, MAX_TIMER_MS, parseOptions, positiveInt, loggerSchema } from '../options/validate.js';
 import {
   LIMITER_RESET,
   slidingWindowScriptArgs,
@@ -60,10 +60,7 @@ const storeLimiterOptionsSchema = z.strictObject({
   store: z.custom<Store>((v) => isStore(v), { message: 'a Store (MemoryStore or RedisStore)' }),
   name: z.string().min(1).optional(),
   clock: clockSchema.optional(),
-  logger: z
-    .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as { warn?: unknown }).warn === 'function', {
-      message: 'a logger with warn() and error()',
-    })
+  logger: loggerSchema
     .optional(),
   replicas: positiveInt.optional(),
   onStoreFailure: z.enum(['local', 'open', 'closed']).optional(),

@@ -13,10 +13,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { systemClock, type Clock } from '../clock.js';
+import { NAMESPACE_PATTERN } from '../cache/cache-level.js';
 import { PeriodicSweep } from '../cache/periodic-sweep.js';
 import { consoleLogger, type Logger } from '../logger.js';
 import { durationSchema } from '../options/duration.js';
-import { clockSchema, MAX_TIMER_MS, parseOptions } from '../options/validate.js';
+import { clockSchema, MAX_TIMER_MS, parseOptions, loggerSchema } from '../options/validate.js';
 import { isStore, type Store, type StoreSubscription } from '../stores/store.js';
 import { EmbeddingInputError, type Embedder } from './embedder.js';
 import { CachedEmbedder } from './embedding-cache.js';
@@ -104,13 +105,13 @@ const optionsSchema = z.strictObject({
     })
     .optional(),
   store: z.custom<Store>(isStore, { message: 'a Store (MemoryStore or RedisStore)' }).optional(),
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'letters, digits, _ - . (1 to 100)').optional(),
+  name: z.string().regex(NAMESPACE_PATTERN, `a name matching ${NAMESPACE_PATTERN} (letters, digits, _ - .)`).optional(),
   threshold: z.number().gt(0).max(1).optional(),
   ttl: durationSchema.pipe(z.number().positive('a duration > 0').max(MAX_TIMER_MS)).optional(),
   guard: z.union([z.literal(false), z.record(z.string(), z.unknown())]).optional(),
   maxPromptChars: z.number().int().positive().optional(),
   clock: clockSchema.optional(),
-  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).warn === 'function', { message: 'a logger' }).optional(),
+  logger: loggerSchema.optional(),
 });
 
 const setSchema = z.strictObject({

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
-import { clockSchema, positiveInt, timerMs } from '../options/validate.js';
+import { clockSchema, positiveInt, timerMs, loggerSchema } from '../options/validate.js';
 
 export interface RedisStoreOptions {
   /** `redis://[user:pass@]host:port[/db]` or `rediss://...`. Default 127.0.0.1:6379 when nothing else is given. */
@@ -74,8 +74,7 @@ export const redisStoreOptionsSchema = z
       })
       .optional(),
     clock: clockSchema.optional(),
-    logger: z
-      .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as { warn?: unknown }).warn === 'function', { message: 'a logger with warn() and error()' })
+    logger: loggerSchema
       .optional(),
   })
   .superRefine((o, ctx) => {
