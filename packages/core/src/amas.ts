@@ -65,6 +65,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
   private readonly sharedFlights = new Map<string, SharedSingleFlight>();
   private readonly owned: Array<{ close(): void | Promise<void> } | { dispose(): void }> = [];
   private tieredCache: TieredCache | undefined;
+  private defaultSemantic: SemanticCache | undefined;
   private closed = false;
 
   constructor(options: AmasOptions = {}) {
@@ -118,6 +119,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
     try {
       // Built now when configured, so a bad cache option fails at start-up like every other option.
       if (this.options.cache !== undefined) this.buildCache();
+      if (this.options.semanticCache !== undefined) this.buildSemantic();
       // Compile the global HTTP options once now, so a bad global limit or breaker fails at start-up.
       this.http.compile({});
     } catch (error) {
@@ -150,6 +152,25 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
     this.owned.push(this.tieredCache);
     this.metrics.watchCache(this.tieredCache);
     return this.tieredCache;
+  }
+
+  /**
+   * The engine's semantic cache (what routes with `semanticCache: true` use), from the `semanticCache`
+   * option, its entries in the engine's store when it has one. Built on first use when no option was given.
+   */
+  get semantic(): SemanticCache {
+    return this.defaultSemantic ?? this.buildSemantic();
+  }
+
+  private buildSemantic(): SemanticCache {
+    const options = (this.options.semanticCache ?? {}) as SemanticCacheOptions;
+    try {
+      this.defaultSemantic = this.semanticCache(options);
+    } catch (error) {
+      if (!(error instanceof InvalidOptionError)) throw error;
+      throw new InvalidOptionError(error.issues.map((i) => ({ ...i, path: i.path ? `semanticCache.${i.path}` : 'semanticCache' })), 'AMAS options');
+    }
+    return this.defaultSemantic;
   }
 
   /**
@@ -201,6 +222,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
     // Shared breakers read the cluster-wide state once connected (a breaker open elsewhere starts open here).
     await this.breakers.ready();
     await this.tieredCache?.ready();
+    await this.defaultSemantic?.ready();
   }
 
   /**

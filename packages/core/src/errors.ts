@@ -16,6 +16,7 @@ export type AmasErrorCode =
   | 'AMAS_ABORTED'
   | 'AMAS_STORE_UNAVAILABLE'
   | 'AMAS_INVALID_FIELDS'
+  | 'AMAS_INVALID_REQUEST'
   | 'AMAS_INVALID_EMBEDDING_INPUT'
   | 'AMAS_EMBEDDING_FAILED';
 
@@ -197,5 +198,16 @@ export class InvalidFieldsError extends AmasError {
     super('AMAS_INVALID_FIELDS', message, { ...init, details: { parameter: 'fields', problem, position, ...init.details } }, 400);
     this.problem = problem;
     this.position = position;
+  }
+}
+
+/**
+ * A client sent a request header AMAS reads (e.g. `X-Amas-Cache-Ttl`) with a value it cannot use: 400, the
+ * header in `details.header`, and a message naming the header, the value and what was expected.
+ */
+export class InvalidRequestError extends AmasError {
+  static override readonly code = 'AMAS_INVALID_REQUEST' as const;
+  constructor(message: string, init: AmasErrorInit = {}) {
+    super('AMAS_INVALID_REQUEST', message, init, 400);
   }
 }

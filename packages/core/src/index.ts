@@ -67,7 +67,7 @@ export { HttpPipeline, RequestTicket, PER_RESPONSE_HEADERS } from './http/pipeli
 export type { Admission, CompiledRoute, Outcome, ResponseStep, SharedResponse, ResolvedHttpOptions } from './http/pipeline.js';
 export * from './http/node-response.js';
 export { ResponseLayer, ResponsePlan, type CacheStatus, type CompiledResponseOptions, type FinalResponse } from './http/response-layer.js';
-export type { ResponseCacheOption, CompressionOption, FieldsOption } from './http/response-options.js';
+export type { ResponseCacheOption, CompressionOption, FieldsOption, SemanticCacheOption } from './http/response-options.js';
 export * from './http/field-filter.js';
 export * from './http/content-encoding.js';
 export * from './http/cache-control.js';
@@ -87,4 +87,7 @@ export { createVectorIndex, AutoVectorIndex, DEFAULT_AUTO_THRESHOLD, type AutoVe
 export { ExactVectorIndex, type ExactVectorIndexOptions } from './semantic/exact-index.js';
 export { HnswVectorIndex, type HnswVectorIndexOptions } from './semantic/hnsw-index.js';
 export { SemanticCache, DEFAULT_SEMANTIC_THRESHOLD, type SemanticCacheOptions, type SemanticCacheStats, type SemanticHit, type SemanticSetOptions, type SemanticGetOptions, type SimilarEntry } from './semantic/semantic-cache.js';
+export { semanticCached, type SemanticCachedOptions } from './semantic/semantic-cached.js';
+export { answerFromJson, answerFromStream, completionJson, completionStream, type ChatCompletionAnswer } from './http/chat-completion-answer.js';
+export type { SemanticStatus } from './http/semantic-response.js';
 export { chatPartition, samplingBucket, messageText, type ChatRequestLike, type ChatMessageLike } from './semantic/chat-partition.js';

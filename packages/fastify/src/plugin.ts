@@ -36,7 +36,7 @@ interface MutableRoute {
  * - Per-route options come from `config: { amas: {...} }` and are compiled once, when the route is
  *   registered; a bad one fails registration / `ready()` with an InvalidOptionError naming the route.
  * - Admission runs in the route's `onRequest` hook (before body parsing), or in `preHandler` for routes with
- *   dedup or a response cache (their keys need the parsed body and the user your auth hooks set). Both run after the app's and the route's own hooks of that phase,
+ *   dedup, a response cache or a semantic cache (their keys need the parsed body and the user your auth hooks set). Both run after the app's and the route's own hooks of that phase,
  *   so an auth hook that sets `request.user` first is seen.
  * - Error handling: covered routes get a route-level error handler (never `setErrorHandler`, so a user's own
  *   handler is neither replaced nor warned about); see ErrorHandlerMode. AMAS errors also carry
@@ -74,7 +74,7 @@ function attachRoute(route: MutableRoute, settings: ResolvedPluginOptions): void
   }
   if (compiled.skip) return;
   // Dedup and cache keys need the parsed body and the user your auth hooks set: those admit in preHandler.
-  const phase = compiled.dedup || compiled.response?.cache ? 'preHandler' : 'onRequest';
+  const phase = compiled.dedup || compiled.response?.cache || compiled.response?.semantic ? 'preHandler' : 'onRequest';
   route[phase] = append(route[phase], admissionHook(amas, compiled, url, onRejection));
   route.onError = append(route.onError, recordErrorHook);
   if (errorHandler !== 'never' && !route.errorHandler) {

@@ -11,6 +11,7 @@ export const AMAS_LIMIT_METADATA = 'amas:limit';
 export const AMAS_DEDUP_METADATA = 'amas:dedup';
 export const AMAS_SKIP_METADATA = 'amas:skip';
 export const AMAS_CACHE_METADATA = 'amas:cache';
+export const AMAS_SEMANTIC_CACHE_METADATA = 'amas:semantic-cache';
 
 /** Nest's own metadata keys (stable since Nest 6; copied to avoid deep imports into @nestjs/common). */
 export const NEST_PATH_METADATA = 'path';

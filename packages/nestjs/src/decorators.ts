@@ -1,5 +1,5 @@
 import { Inject, SetMetadata } from '@nestjs/common';
-import type { CircuitBreakerOptions, LimiterSpec, ResponseCacheOption, RouteOptions } from '@amas/core';
+import type { CircuitBreakerOptions, LimiterSpec, ResponseCacheOption, RouteOptions, SemanticCacheOption } from '@amas/core';
 import {
   AMAS,
   AMAS_BREAKER_METADATA,
@@ -7,6 +7,7 @@ import {
   AMAS_DEDUP_METADATA,
   AMAS_LIMIT_METADATA,
   AMAS_ROUTE_METADATA,
+  AMAS_SEMANTIC_CACHE_METADATA,
   AMAS_SKIP_METADATA,
 } from './constants.js';
 
@@ -84,6 +85,28 @@ export type CachedDecoratorOptions = Omit<Exclude<ResponseCacheOption, boolean>,
  */
 export function Cached(options: CachedDecoratorOptions = {}): AmasDecorator {
   return SetMetadata<string, CachedDecoratorOptions>(AMAS_CACHE_METADATA, options);
+}
+
+/**
+ * What `@SemanticCached()` takes: on a controller, the route's `semanticCache` options; on a provider method,
+ * `prompt` / `partition` (functions of the arguments), `ttl`, `threshold` and `cache`.
+ */
+export type SemanticCachedDecoratorOptions = Exclude<SemanticCacheOption, boolean> & {
+  /** Provider methods: the prompt of a call, a string or a chat request (default: the first argument). */
+  prompt?: (...args: any[]) => unknown;
+  /** Provider methods: an exact partition of a call on top of the prompt's own, e.g. the tenant. */
+  partition?: (...args: any[]) => string;
+};
+
+/**
+ * The semantic cache. On a controller (class or method) of an OpenAI-style chat completions route: a request
+ * whose last user message means the same as a cached one, in the same context (model, system prompt, earlier
+ * turns, tools, sampling, caller), is answered from the cache as JSON or as an event stream
+ * (`X-Cache: SEMANTIC-HIT`). On a provider method: a call whose prompt (first argument, or `prompt(...args)`)
+ * means the same as an earlier call's returns that call's result.
+ */
+export function SemanticCached(options: SemanticCachedDecoratorOptions = {}): AmasDecorator {
+  return SetMetadata<string, SemanticCachedDecoratorOptions>(AMAS_SEMANTIC_CACHE_METADATA, options);
 }
 
 /** Raw per-route options (`limit`, `breaker`, `dedup`, `identity`, `skip`); the decorators above override them. */

@@ -6,13 +6,14 @@ import {
   stableKey,
   checkLimits,
   getOrSetOptionsSchema,
+  semanticCached,
   type Amas,
   type CheckableLimiter,
   type LimiterSpec,
   type LimitsOutcome,
 } from '@amas/core';
-import { AMAS_BREAKER_METADATA, AMAS_CACHE_METADATA, AMAS_DEDUP_METADATA, AMAS_LIMIT_METADATA } from './constants.js';
-import type { BreakerMetadata, CachedDecoratorOptions, DeduplicateOptions, LimitMetadata } from './decorators.js';
+import { AMAS_BREAKER_METADATA, AMAS_CACHE_METADATA, AMAS_DEDUP_METADATA, AMAS_LIMIT_METADATA, AMAS_SEMANTIC_CACHE_METADATA } from './constants.js';
+import type { BreakerMetadata, CachedDecoratorOptions, DeduplicateOptions, LimitMetadata, SemanticCachedDecoratorOptions } from './decorators.js';
 
 type AnyFn = (this: unknown, ...args: unknown[]) => unknown;
 type Call = (self: unknown, args: unknown[]) => unknown;
@@ -27,13 +28,14 @@ export function hasProviderPolicies(method: unknown): boolean {
     (Reflect.hasMetadata(AMAS_BREAKER_METADATA, method) ||
       Reflect.hasMetadata(AMAS_LIMIT_METADATA, method) ||
       Reflect.hasMetadata(AMAS_DEDUP_METADATA, method) ||
-      Reflect.hasMetadata(AMAS_CACHE_METADATA, method))
+      Reflect.hasMetadata(AMAS_CACHE_METADATA, method) ||
+      Reflect.hasMetadata(AMAS_SEMANTIC_CACHE_METADATA, method))
   );
 }
 
 /**
  * Replaces `instance[name]` (an own property; the prototype is untouched) by a method applying, in the
- * pipeline's order: Cached -> RateLimit -> Deduplicate -> CircuitProtected -> the original method (a cache
+ * pipeline's order: SemanticCached -> Cached -> RateLimit -> Deduplicate -> CircuitProtected -> the original method (a cache
  * hit is charged no limit and needs no breaker). Resolves every
  * limiter, breaker and flight now, so a bad option fails at start-up. `label` is `Class.method`.
  */
@@ -117,6 +119,32 @@ export function wrapProviderMethod(amas: Amas, instance: object, name: string, l
       if (typeof key !== 'string' || key === '') return invoke(inner, self, args); // unkeyable: run uncached
       return cache.getOrSet(key, () => inner(self, args), setOptions);
     };
+  }
+
+  const semanticMeta = Reflect.getMetadata(AMAS_SEMANTIC_CACHE_METADATA, original) as SemanticCachedDecoratorOptions | undefined;
+  if (semanticMeta) {
+    const { prompt, partition, ttl, threshold, cache, ...routeOnly } = semanticMeta;
+    const unknown = Object.keys(routeOnly);
+    if (unknown.length > 0) {
+      throw new InvalidOptionError(
+        [{ path: unknown[0]!, received: typeof (routeOnly as Record<string, unknown>)[unknown[0]!], expected: 'nothing on a provider method (prompt, partition, ttl, threshold and cache apply there)' }],
+        where('SemanticCached'),
+      );
+    }
+    const semantic = cache ?? withWhere(where('SemanticCached'), () => amas.semantic);
+    const inner = call;
+    const run = withWhere(where('SemanticCached'), () =>
+      semanticCached((self: unknown, args: unknown[]) => inner(self, args), {
+        cache: semantic,
+        name: label,
+        // The wrapped function takes (self, args): the prompt is read from args, the first one by default.
+        prompt: (_self: unknown, args: unknown[]) => (prompt !== undefined ? prompt(...args) : args[0]) as string,
+        ...(partition !== undefined && { partition: (_self: unknown, args: unknown[]) => partition(...args) }),
+        ...(ttl !== undefined && { ttl }),
+        ...(threshold !== undefined && { threshold }),
+      }, where('SemanticCached')),
+    );
+    call = (self, args) => run(self, args);
   }
 
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {

@@ -5,6 +5,7 @@ import {
   AMAS_DEDUP_METADATA,
   AMAS_LIMIT_METADATA,
   AMAS_ROUTE_METADATA,
+  AMAS_SEMANTIC_CACHE_METADATA,
   AMAS_SKIP_METADATA,
 } from './constants.js';
 import type { BreakerMetadata, DeduplicateOptions, LimitMetadata } from './decorators.js';
@@ -44,6 +45,8 @@ function layer(target: Target, defaultBreakerName: string): unknown {
   if (Reflect.getMetadata(AMAS_SKIP_METADATA, target) === true) out.skip = true;
   const cache = Reflect.getMetadata(AMAS_CACHE_METADATA, target) as Record<string, unknown> | undefined;
   if (cache !== undefined) out.cache = isObject(cache) && Object.keys(cache).length === 0 ? true : cache;
+  const semantic = Reflect.getMetadata(AMAS_SEMANTIC_CACHE_METADATA, target) as Record<string, unknown> | undefined;
+  if (semantic !== undefined) out.semanticCache = isObject(semantic) && Object.keys(semantic).length === 0 ? true : semantic;
   return out;
 }
 

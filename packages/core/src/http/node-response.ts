@@ -235,6 +235,11 @@ function captureForPlan(res: ServerResponse, ticket: RequestTicket, plan: Respon
     restore();
     plan.filled();
     if (ticket.leads) ticket.share({ status: res.statusCode, aborted: true });
+    if (!res.headersSent) {
+      const headers = plan.streamHeaders();
+      for (const name in headers) res.setHeader(name, headers[name]!);
+    }
+    if (plan.copiesStream) copyStream(res, plan, chunks);
     if (headWritten && !res.headersSent) originalWriteHead.call(res, res.statusCode);
     for (const chunk of chunks) originalWrite.call(res, chunk);
     chunks = [];
@@ -315,6 +320,42 @@ function captureForPlan(res: ServerResponse, ticket: RequestTicket, plan: Respon
     );
     return this;
   } as ServerResponse['end'];
+}
+
+/**
+ * A streamed answer on a semantic-cache route: the stream goes out as written, and a copy of it (up to the
+ * plan's limit) is handed to the plan once the response finished whole. A client that went away, or a
+ * handler that destroyed the response, never gets there ('finish' does not fire), so nothing is cached.
+ */
+function copyStream(res: ServerResponse, plan: ResponsePlan, held: Buffer[]): void {
+  const originalWrite = res.write as (...a: unknown[]) => boolean;
+  const originalEnd = res.end as (...a: unknown[]) => ServerResponse;
+  const max = plan.maxBodyBytes;
+  let copy: Buffer[] | undefined = [...held];
+  let size = held.reduce((n, b) => n + b.length, 0);
+  const keep = (chunk: unknown, encoding: unknown): void => {
+    if (copy === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : Buffer.from(chunk as Uint8Array);
+    size += buffer.length;
+    if (size > max) copy = undefined;
+    else copy.push(buffer);
+  };
+  res.write = function write(this: ServerResponse, chunk: unknown, encoding?: unknown) {
+    keep(chunk, encoding);
+    // eslint-disable-next-line prefer-rest-params
+    return originalWrite.apply(this, arguments as unknown as unknown[]);
+  } as ServerResponse['write'];
+  res.end = function end(this: ServerResponse, chunk?: unknown, encoding?: unknown) {
+    keep(chunk, encoding);
+    res.write = originalWrite as ServerResponse['write'];
+    res.end = originalEnd as ServerResponse['end'];
+    // eslint-disable-next-line prefer-rest-params
+    return originalEnd.apply(this, arguments as unknown as unknown[]);
+  } as ServerResponse['end'];
+  res.once('finish', () => {
+    if (copy !== undefined) plan.streamed(res.statusCode, Buffer.concat(copy));
+    copy = undefined;
+  });
 }
 
 /** Writes a shared (dedup) or cached response, with this request's own per-response headers. */

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { BreakerOpenError, InvalidFieldsError, RateLimitedError, StoreUnavailableError, isAmasError, type AmasError } from '../errors.js';
+import { BreakerOpenError, InvalidFieldsError, InvalidRequestError, RateLimitedError, StoreUnavailableError, isAmasError, type AmasError } from '../errors.js';
 import type { BreakerPermit, CircuitBreaker } from '../policies/circuit-breaker.js';
 import type { LimitDecision } from '../policies/limit-decision.js';
 import { checkLimits, refundQuietly, type CheckableLimiter, type LimitsOutcome } from '../policies/limit-check.js';
@@ -13,6 +13,7 @@ import { defaultRejectionBody, renderRejection, type Rejection, type RejectionBo
 import type { AmasMetrics } from '../metrics/amas-metrics.js';
 import { PER_RESPONSE_HEADERS } from './per-response-headers.js';
 import type { TieredCache } from '../cache/tiered-cache.js';
+import type { SemanticCache } from '../semantic/semantic-cache.js';
 import type { Logger } from '../logger.js';
 import { ResponseLayer, type CompiledResponseOptions, type FinalResponse, type ResponsePlan } from './response-layer.js';
 
@@ -27,6 +28,8 @@ export interface PipelineHost {
   readonly httpOptions: ResolvedHttpOptions;
   /** The engine's tiered cache (HTTP response caching stores there). */
   readonly cache: TieredCache;
+  /** The engine's semantic cache (routes with `semanticCache: true`), built on first use. */
+  readonly semantic: SemanticCache;
   readonly logger: Logger;
 }
 
@@ -118,7 +121,11 @@ export class HttpPipeline {
   private readonly responses: ResponseLayer;
 
   constructor(private readonly host: PipelineHost) {
-    this.responses = new ResponseLayer(() => host.cache, host.logger);
+    this.responses = new ResponseLayer(
+      () => host.cache,
+      host.logger,
+      () => host.semantic,
+    );
   }
 
   /** Validates and resolves route options at start-up; throws InvalidOptionError with the option's path. */
@@ -162,7 +169,7 @@ export class HttpPipeline {
         limit: route.limit !== undefined,
         breaker: route.breaker !== undefined,
         dedup: route.dedup !== undefined,
-        response: route.cache !== undefined || route.compression !== undefined || route.fields !== undefined,
+        response: route.cache !== undefined || route.compression !== undefined || route.fields !== undefined || route.semanticCache !== undefined,
       },
       // A nested route's own response options replace the outer admission's (global ones still fill the gaps).
       response: this.responses.compile(route, this.host.httpOptions, where),
@@ -228,8 +235,9 @@ export class HttpPipeline {
   }
 
   /**
-   * 2. The response layer: a malformed `?fields=` is a 400; a cached response answers here (HIT, or STALE
-   * while another request refreshes it); otherwise the request goes on with its plan (MISS, BYPASS).
+   * 2. The response layer: a malformed `?fields=` or cache control header is a 400; a cached response answers
+   * here (HIT, STALE while another request refreshes it, SEMANTIC-HIT from the semantic cache); otherwise
+   * the request goes on with its plan (MISS, BYPASS).
    */
   private dedupThenPass(
     req: NeutralRequest,
@@ -245,11 +253,11 @@ export class HttpPipeline {
     try {
       plan = this.responses.plan(req, route.response, identity);
     } catch (error) {
-      if (!(error instanceof InvalidFieldsError)) throw error;
+      if (!(error instanceof InvalidFieldsError) && !(error instanceof InvalidRequestError)) throw error;
       const ticket = new RequestTicket(this, route, req, started, undefined, undefined, 'bad_request');
       return { action: 'reject', ticket, rejection: this.reject(error, limitHeaders ?? {}, ticket) };
     }
-    if (plan.key === undefined) return this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, plan);
+    if (plan.key === undefined && plan.semantic === undefined) return this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, plan);
     return this.responses.lookup(plan).then(
       (answer) => {
         if (answer === undefined) return this.dedupStep(req, route, started, pattern, limitHeaders, chargedIdentity, plan);
@@ -273,7 +281,7 @@ export class HttpPipeline {
     try {
       plan = this.responses.plan(req, route.response, identity);
     } catch (error) {
-      if (!(error instanceof InvalidFieldsError)) throw error;
+      if (!(error instanceof InvalidFieldsError) && !(error instanceof InvalidRequestError)) throw error;
       ticket.withdraw({ limit: false, breaker: true, dedup: true, response: false });
       return { action: 'reject', rejection: this.reject(error, {}, ticket) };
     }
@@ -281,7 +289,7 @@ export class HttpPipeline {
       ticket.plan = plan;
       return PASS;
     };
-    if (plan.key === undefined) return pass();
+    if (plan.key === undefined && plan.semantic === undefined) return pass();
     return this.responses.lookup(plan).then(
       (answer) => {
         if (answer === undefined) return pass();
@@ -664,7 +672,8 @@ export class RequestTicket {
     const plan = this.plan;
     if (plan !== undefined) {
       plan.filled();
-      if (plan.status !== undefined && !plan.withdrawn) this.pipeline.metrics.recordHttpCache(outcome.route ?? this.route.pattern ?? this.req.route, plan.served ?? plan.status);
+      const status = plan.cacheStatus;
+      if (status !== undefined && !plan.withdrawn) this.pipeline.metrics.recordHttpCache(outcome.route ?? this.route.pattern ?? this.req.route, status);
     }
     if (this.route.nested) return;
     const fixed = this.fixedOutcome === 'cached' || this.fixedOutcome === 'bad_request' ? undefined : this.fixedOutcome;

@@ -22,9 +22,11 @@ import { applyFields, parseFields, type FieldSelection } from './field-filter.js
 import type { NeutralRequest } from './neutral-request.js';
 import { PER_RESPONSE_HEADERS } from './per-response-headers.js';
 import { requestCacheKey } from './request-cache-key.js';
-import { compressionSchema, fieldsSchema, responseCacheSchema } from './response-options.js';
+import { compressionSchema, fieldsSchema, responseCacheSchema, semanticCacheSchema } from './response-options.js';
+import { compileSemanticOptions, planSemantic, type CompiledSemanticOptions, type SemanticAnswer, type SemanticPlan } from './semantic-response.js';
+import type { SemanticCache } from '../semantic/semantic-cache.js';
 
-export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'BYPASS';
+export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'BYPASS' | 'SEMANTIC-HIT';
 
 /** A route's response options, validated and resolved once at start-up. */
 export interface CompiledResponseOptions {
@@ -46,6 +48,8 @@ export interface CompiledResponseOptions {
     | undefined;
   compression: { thresholdBytes: number; encodings: readonly Encoding[]; maxBodyBytes: number } | undefined;
   fields: { param: string; limits: { maxLength?: number; maxFields?: number; maxDepth?: number } } | undefined;
+  /** The semantic cache of a chat completions route (route option `semanticCache`). */
+  semantic: CompiledSemanticOptions | undefined;
 }
 
 /** The stored form of a cached response (JSON-friendly: it goes through every cache level). */
@@ -72,7 +76,7 @@ export interface CapturedResponse {
 }
 
 /** Headers never stored with a response: the per-connection ones, and those each answer sets afresh. */
-const NOT_STORED: ReadonlySet<string> = new Set([...PER_RESPONSE_HEADERS, 'x-cache', 'age', 'etag', 'x-amas-dedup']);
+const NOT_STORED: ReadonlySet<string> = new Set([...PER_RESPONSE_HEADERS, 'x-cache', 'age', 'etag', 'x-amas-dedup', 'x-amas-cache-reason', 'x-amas-semantic-score']);
 
 interface Variant {
   body: Buffer;
@@ -93,14 +97,23 @@ export class ResponseLayer {
   constructor(
     private readonly cache: () => TieredCache,
     private readonly logger: Logger,
+    private readonly semanticCache: () => SemanticCache,
   ) {}
 
-  /** Validates and resolves the three options of a route (route values replace global ones). */
-  compile(route: { cache?: unknown; compression?: unknown; fields?: unknown }, global: { cache?: unknown; compression?: unknown; fields?: unknown }, where: string): CompiledResponseOptions | undefined {
+  /**
+   * Validates and resolves the options of a route (route values replace global ones; `semanticCache` is
+   * per route only).
+   */
+  compile(
+    route: { cache?: unknown; compression?: unknown; fields?: unknown; semanticCache?: unknown },
+    global: { cache?: unknown; compression?: unknown; fields?: unknown },
+    where: string,
+  ): CompiledResponseOptions | undefined {
     const cacheOpt = parseOptions(responseCacheSchema.optional(), route.cache !== undefined ? route.cache : global.cache, where, 'cache');
     const compressionOpt = parseOptions(compressionSchema.optional(), route.compression !== undefined ? route.compression : global.compression, where, 'compression');
     const fieldsOpt = parseOptions(fieldsSchema.optional(), route.fields !== undefined ? route.fields : global.fields, where, 'fields');
-    if (!cacheOpt && !compressionOpt && !fieldsOpt) return undefined;
+    const semantic = compileSemanticOptions(parseOptions(semanticCacheSchema.optional(), route.semanticCache, where, 'semanticCache'), this.semanticCache);
+    if (!cacheOpt && !compressionOpt && !fieldsOpt && !semantic) return undefined;
     const c = cacheOpt === true ? {} : cacheOpt || undefined;
     if (c !== undefined) this.cache(); // fail at start-up, not on the first request, if no cache can exist
     const z = compressionOpt === true ? {} : compressionOpt || undefined;
@@ -122,12 +135,14 @@ export class ResponseLayer {
       },
       compression: z && { thresholdBytes: z.thresholdBytes ?? 1024, encodings: z.encodings ?? ['br', 'gzip', 'deflate'], maxBodyBytes: z.maxBodyBytes ?? 8 * 1024 * 1024 },
       fields: f && { param: f.param ?? 'fields', limits: { maxLength: f.maxLength, maxFields: f.maxFields, maxDepth: f.maxDepth } },
+      semantic,
     };
   }
 
   /**
-   * The plan for one request: its cache key (when cacheable), its field selection, its encoding. Throws
-   * InvalidFieldsError (400, saying what is wrong and where) for a malformed `?fields=`.
+   * The plan for one request: its cache key (when cacheable), its semantic lookup, its field selection, its
+   * encoding. Throws InvalidFieldsError (400, saying what is wrong and where) for a malformed `?fields=`, and
+   * InvalidRequestError (400) for a malformed semantic cache control header.
    */
   plan(req: NeutralRequest, options: CompiledResponseOptions, identity: string): ResponsePlan {
     let selection: { expression: string; fields: FieldSelection } | undefined;
@@ -165,6 +180,7 @@ export class ResponseLayer {
         plan.key = undefined; // a body that cannot be keyed (a Map, absurd nesting): served, never cached
       }
     }
+    if (options.semantic !== undefined && this.bodyKnown(req, method)) plan.semantic = planSemantic(req, options.semantic, identity, this.logger);
     return plan;
   }
 
@@ -194,10 +210,20 @@ export class ResponseLayer {
   }
 
   /**
-   * The cache step of admission. Resolves to a response to send (HIT, STALE) or to the plan passing on to
-   * the handler (MISS, BYPASS), after waiting for a concurrent fill of the same key.
+   * The cache step of admission: the response cache, then the semantic cache. Resolves to a response to send
+   * (HIT, STALE, SEMANTIC-HIT) or to undefined: the plan passes on to the handler (MISS, BYPASS).
    */
   async lookup(plan: ResponsePlan): Promise<FinalResponse | undefined> {
+    const answer = await this.lookupResponse(plan);
+    if (answer !== undefined || plan.semantic === undefined) return answer;
+    const hit = await plan.semantic.lookup();
+    if (hit === undefined) return undefined;
+    plan.filled(); // the handler will not run: requests waiting on this key's fill look again
+    return plan.serveSemantic(hit);
+  }
+
+  /** The response cache: a response to send, after waiting for a concurrent fill of the same key. */
+  private async lookupResponse(plan: ResponsePlan): Promise<FinalResponse | undefined> {
     const key = plan.key;
     if (key === undefined) return undefined;
     if (plan.bypass) {
@@ -259,6 +285,8 @@ export class ResponsePlan {
   served: CacheStatus | undefined;
   /** A nested route's plan replaced this one: its capture passes everything through. */
   withdrawn = false;
+  /** The semantic cache's part of this request (chat completions routes). */
+  semantic: SemanticPlan | undefined;
 
   constructor(
     private readonly layer: ResponseLayer,
@@ -270,7 +298,41 @@ export class ResponsePlan {
 
   /** Largest body worth buffering for this plan; beyond it the response passes through untouched. */
   get maxBodyBytes(): number {
-    return Math.max(this.options.cache?.maxBodyBytes ?? 0, this.options.compression?.maxBodyBytes ?? 0, this.selection ? 8 * 1024 * 1024 : 0);
+    return Math.max(
+      this.options.cache?.maxBodyBytes ?? 0,
+      this.options.compression?.maxBodyBytes ?? 0,
+      this.selection ? 8 * 1024 * 1024 : 0,
+      this.semantic?.storing ? this.semantic.options.maxBodyBytes : 0,
+    );
+  }
+
+  /** The X-Cache status of this request's answer (undefined: the route caches nothing for it). */
+  get cacheStatus(): CacheStatus | undefined {
+    return this.served ?? this.status ?? this.semantic?.status;
+  }
+
+  /** Headers a passed-through (streamed) handler response carries: its X-Cache status and why it bypassed. */
+  streamHeaders(): Record<string, string> {
+    const out: Record<string, string> = {};
+    const status = this.cacheStatus;
+    if (status !== undefined) out['x-cache'] = status;
+    if (this.semantic?.bypassReason !== undefined) out['x-amas-cache-reason'] = this.semantic.bypassReason;
+    return out;
+  }
+
+  /** Whether a streamed handler response should be copied as it passes, to cache its answer once it completes. */
+  get copiesStream(): boolean {
+    return this.semantic?.storing === true && !this.withdrawn;
+  }
+
+  /** The streamed handler response went out whole (the client received all of it). */
+  streamed(status: number, body: Buffer): void {
+    if (!this.withdrawn) this.semantic?.storeStream(status, body);
+  }
+
+  /** A semantic cache answer as this client wants it (compressed when negotiated). */
+  serveSemantic(hit: SemanticAnswer): Promise<FinalResponse> {
+    return this.represent(200, hit.headers, hit.body, hit.status, undefined);
   }
 
   /** The handler's response, complete: store it (when it may be), then filter, encode and answer conditionals. */
@@ -286,7 +348,9 @@ export class ResponsePlan {
       const cacheControl = this.options.cache?.cacheControl;
       if (cacheControl !== undefined && headers['cache-control'] === undefined) headers['cache-control'] = cacheControl;
       const storing = storable ? this.layer.store(this, captured, headers) : undefined;
-      const final = await this.represent(captured.status, headers, captured.body, this.status, undefined);
+      this.semantic?.storeJson(captured.status, captured.body);
+      if (this.semantic?.bypassReason !== undefined) headers['x-amas-cache-reason'] = this.semantic.bypassReason;
+      const final = await this.represent(captured.status, headers, captured.body, this.status ?? this.semantic?.status, undefined);
       // Waiting misses read the entry once it is written; the response itself does not wait for that.
       if (storing !== undefined) void storing.finally(() => this.filled());
       else this.filled();

@@ -8,6 +8,7 @@ import { NAMESPACE_PATTERN } from '../cache/cache-level.js';
 import { durationSchema } from '../options/duration.js';
 import { MAX_TIMER_MS, positiveInt } from '../options/validate.js';
 import type { NeutralRequest } from './neutral-request.js';
+import type { SemanticCache } from '../semantic/semantic-cache.js';
 
 const positiveDuration = durationSchema.pipe(z.number().positive('a duration > 0').max(MAX_TIMER_MS, 'a duration of at most 24.8 days'));
 const duration = durationSchema.pipe(z.number().max(MAX_TIMER_MS, 'a duration of at most 24.8 days'));
@@ -81,6 +82,41 @@ export const fieldsSchema = z.union([
   }),
 ]);
 
+/**
+ * The semantic cache on an OpenAI-style `/v1/chat/completions` route: a request whose last user message means
+ * the same as a cached one (same model, system prompt, earlier turns, tools, sampling bucket and caller) is
+ * answered from the cache, as JSON or as an event stream like the provider's (`X-Cache: SEMANTIC-HIT`).
+ */
+export const semanticCacheSchema = z.union([
+  z.boolean(),
+  z.strictObject({
+    /** A cache you built (`amas.semanticCache({...})`). Default: the engine's (`semanticCache` engine option). */
+    cache: z
+      .custom<SemanticCache>((v) => typeof v === 'object' && v !== null && typeof (v as SemanticCache).getSimilar === 'function' && typeof (v as SemanticCache).set === 'function', {
+        message: 'a SemanticCache (amas.semanticCache())',
+      })
+      .optional(),
+    /** How long an answer is kept. Default: the cache's ttl. */
+    ttl: positiveDuration.optional(),
+    /** Lowest cosine for a semantic hit on this route. Default: the cache's threshold. */
+    threshold: z.number().gt(0).max(1).optional(),
+    /** One partition for every caller. Default false: a caller is only ever answered from its own answers. */
+    shared: z.boolean().optional(),
+    /**
+     * Whether clients may steer the cache per request: `X-Amas-Cache: bypass | refresh`, `Cache-Control:
+     * no-store | no-cache`, `X-Amas-Cache-Ttl` and `X-Amas-Cache-Threshold`. Default true.
+     */
+    requestControls: z.boolean().optional(),
+    /** Longest `X-Amas-Cache-Ttl` a client may ask for. Default 1 day. */
+    maxTtl: positiveDuration.optional(),
+    /** Which requests use the cache at all: (request) => boolean. Default: every POST with a chat body. */
+    when: requestFn<boolean>().optional(),
+    /** Largest response body read for the cache (bytes); larger answers pass through uncached. Default 1 MiB. */
+    maxBodyBytes: positiveInt.optional(),
+  }),
+]);
+
+export type SemanticCacheOption = z.input<typeof semanticCacheSchema>;
 export type ResponseCacheOption = z.input<typeof responseCacheSchema>;
 export type CompressionOption = z.input<typeof compressionSchema>;
 export type FieldsOption = z.input<typeof fieldsSchema>;

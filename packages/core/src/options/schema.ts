@@ -4,7 +4,7 @@ import { limiterSpecSchema } from '../policies/limiters.js';
 import { clockSchema, fn, positiveInt, loggerSchema } from './validate.js';
 import { redisStoreOptionsSchema } from '../stores/redis-store-options.js';
 import { isStore, type Store } from '../stores/store.js';
-import { compressionSchema, fieldsSchema, responseCacheSchema } from '../http/response-options.js';
+import { compressionSchema, fieldsSchema, responseCacheSchema, semanticCacheSchema } from '../http/response-options.js';
 
 /** A limit on a route: the name of one in `limits`, or an inline spec. */
 export const limitRefSchema = z.union([z.string().min(1), limiterSpecSchema]);
@@ -45,6 +45,8 @@ export const routeOptionsSchema = z.strictObject({
   compression: compressionSchema.optional(),
   /** `?fields=id,items.price` filtering of JSON responses. */
   fields: fieldsSchema.optional(),
+  /** The semantic cache for an OpenAI-style chat completions route (X-Cache: SEMANTIC-HIT); see response-options.ts. */
+  semanticCache: semanticCacheSchema.optional(),
 });
 
 export const httpOptionsSchema = z.strictObject({
@@ -115,6 +117,11 @@ export const amasOptionsSchema = z
    * validated when the cache is first built.
    */
   cache: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * The engine's semantic cache (routes with `semanticCache: true`): SemanticCache options without `store`,
+   * `clock` and `logger`, validated when it is first built. Its entries live in the engine's store.
+   */
+  semanticCache: z.record(z.string(), z.unknown()).optional(),
   clock: clockSchema.optional(),
   logger: loggerSchema
     .optional(),

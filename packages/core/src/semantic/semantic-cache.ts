@@ -130,7 +130,8 @@ export class SemanticCache<V = unknown> {
   private readonly threshold: number;
   private readonly ttlMs: number;
   private readonly guard: NearMissGuard | undefined;
-  private readonly maxPromptChars: number;
+  /** Longest prompt accepted (characters). */
+  readonly maxPromptChars: number;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly entries = new Map<string, Entry>();

@@ -6,7 +6,7 @@ import { invalidOption } from '../helpers.js';
 const amas = createAmas({ logger: silentLogger });
 afterAll(() => amas.close());
 
-describe('route response options (cache, compression, fields): bad values fail at compile with the path', () => {
+describe('route response options (cache, compression, fields, semanticCache): bad values fail at compile with the path', () => {
   const cases: Array<[string, Record<string, unknown>, RegExp]> = [
     ['cache: string', { cache: 'yes' }, /cache/],
     ['cache.ttl: 0', { cache: { ttl: 0 } }, /cache\.ttl/],
@@ -32,6 +32,16 @@ describe('route response options (cache, compression, fields): bad values fail a
     ['fields.param: empty', { fields: { param: '' } }, /fields\.param/],
     ['fields.maxDepth: 0', { fields: { maxDepth: 0 } }, /fields\.maxDepth/],
     ['fields.maxFields: -3', { fields: { maxFields: -3 } }, /fields\.maxFields/],
+    ['semanticCache: string', { semanticCache: 'on' }, /semanticCache/],
+    ['semanticCache.threshold: 0', { semanticCache: { threshold: 0 } }, /semanticCache\.threshold/],
+    ['semanticCache.threshold: 1.2', { semanticCache: { threshold: 1.2 } }, /semanticCache\.threshold/],
+    ['semanticCache.ttl: words', { semanticCache: { ttl: 'soon' } }, /semanticCache\.ttl/],
+    ['semanticCache.maxTtl: 0', { semanticCache: { maxTtl: 0 } }, /semanticCache\.maxTtl/],
+    ['semanticCache.cache: object', { semanticCache: { cache: {} } }, /semanticCache\.cache/],
+    ['semanticCache.when: string', { semanticCache: { when: 'always' } }, /semanticCache\.when/],
+    ['semanticCache.requestControls: string', { semanticCache: { requestControls: 'no' } }, /semanticCache\.requestControls/],
+    ['semanticCache.maxBodyBytes: -1', { semanticCache: { maxBodyBytes: -1 } }, /semanticCache\.maxBodyBytes/],
+    ['semanticCache: unknown key', { semanticCache: { treshold: 0.8 } }, /treshold/],
   ];
   it.each(cases)('%s', (label, options, path) => {
     const error = invalidOption(() => amas.http.compile(options as never, '/route'), label);
@@ -43,5 +53,25 @@ describe('route response options (cache, compression, fields): bad values fail a
     const route = amas.http.compile({ cache: { ttl: '1m', methods: ['get', 'POST'] }, compression: true, fields: { maxDepth: 4 } }, '/ok');
     expect(route.response?.cache?.methods).toEqual(new Set(['GET', 'POST']));
     expect(route.response?.fields?.limits.maxDepth).toBe(4);
+  });
+});
+
+describe('the engine semanticCache option', () => {
+  it('a bad value fails at construction with the path under semanticCache', () => {
+    const error = invalidOption(() => createAmas({ logger: silentLogger, semanticCache: { threshold: 2 } }), 'semanticCache.threshold');
+    expect(error.message).toMatch(/semanticCache\.threshold/);
+    expect(invalidOption(() => createAmas({ logger: silentLogger, semanticCache: { store: {} } }), 'semanticCache.store').message).toMatch(/semanticCache\.store/);
+  });
+
+  it('a route with semanticCache: true uses the engine cache, with its options', async () => {
+    const engine = createAmas({ logger: silentLogger, semanticCache: { name: 'chat', threshold: 0.9 } });
+    try {
+      const route = engine.http.compile({ semanticCache: { maxTtl: '2h' } }, '/v1/chat/completions');
+      expect(route.response?.semantic?.cache).toBe(engine.semantic);
+      expect(engine.semantic.name).toBe('chat');
+      expect(route.response?.semantic?.maxTtlMs).toBe(7_200_000);
+    } finally {
+      await engine.close();
+    }
   });
 });
