@@ -283,6 +283,8 @@ describe.each(frameworks)('semantic cache over HTTP: %s', (_name, start) => {
     const metrics = await app.amas.registry.metrics();
     expect(metrics).toMatch(/amas_http_cache_total\{route="[^"]*completions",status="SEMANTIC-HIT"\} [1-9]/);
     expect(metrics).toMatch(/amas_http_cache_total\{route="[^"]*completions",status="MISS"\} [1-9]/);
+    expect(metrics).toMatch(/amas_semantic_cache_lookups_total\{cache="semantic",result="semantic_hit"\} [1-9]/);
+    expect(metrics).toMatch(/amas_semantic_cache_entries\{cache="semantic"\} [1-9]/);
   });
 
   it('never answers a different question, another system prompt, model or user', async () => {
@@ -424,6 +426,50 @@ describe('semantic cache over HTTP on Redis', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+});
+
+describe('semantic cache over HTTP when it cannot work', () => {
+  it('a failing embedder degrades to the handler (BYPASS), logged once; an unparsed body bypasses and says why', async () => {
+    const warnings: string[] = [];
+    const failing = { dimensions: 4, embed: async () => Promise.reject(new Error('model missing')), close: async () => undefined };
+    const engine: AmasOptions = { logger: { warn: (m: unknown) => warnings.push(String(m)), error: () => undefined }, semanticCache: { embedder: failing } };
+    const app = await startExpress(engine);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await post(app.url, chat('How do I reverse a list in Python?'));
+        expect(res.status).toBe(200);
+        expect(res.json.choices[0].message.content).toMatch(/^answer #/);
+      }
+      expect(app.calls()).toBe(3);
+      await sleep(50);
+      expect(warnings.filter((w) => /semantic cache "semantic": could not .*model missing/.test(w))).toHaveLength(1);
+    } finally {
+      await app.close();
+    }
+
+    // The body parser after AMAS: nothing to read, so the request passes through uncached.
+    const express5 = express();
+    const amas = amasMiddleware({ logger: silentLogger });
+    let calls = 0;
+    express5.post(PATH, amas.route({ semanticCache: true }), express.json(), (_req, res) => {
+      calls++;
+      res.json({ choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }] });
+    });
+    const server = express5.listen(0, '127.0.0.1');
+    await new Promise<void>((r) => server.once('listening', () => r()));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const res = await post(url, chat('Hello'));
+      expect(res.status).toBe(200);
+      expect(res.headers['x-cache']).toBe('BYPASS');
+      expect(String(res.headers['x-amas-cache-reason'])).toMatch(/not a parsed JSON object/);
+      expect(calls).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await amas.close();
     }
   });
 });

@@ -17,16 +17,22 @@ import { createGateway } from './gateway.mjs';
 export const DEMO = Object.freeze({
   users: ['alice', 'bob', 'carol'],
   greedyUser: 'mallory',
-  limit: { limit: 25, window: '30s' },
+  limit: { limit: 32, window: '30s' },
   breaker: { failureThreshold: 3, recoveryTimeoutMs: 1000 },
   retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50, maxRetryAfterMs: 200 },
   timeoutMs: 3000,
   providerLatencyMs: 60,
   burstSize: 8,
   burstProviderLatencyMs: 300,
-  greedyRequests: 35,
+  greedyRequests: 45,
   outageRequests: 9,
   cacheRepeats: 3,
+  /** Asked first, then reworded (answered from the semantic cache), then changed in one detail (it must not be). */
+  semantic: {
+    question: 'How do I reverse a list in Python?',
+    paraphrases: ['In Python, how can a list be reversed?', 'How can I reverse a Python list?'],
+    nearMiss: 'How do I reverse a list in JavaScript?',
+  },
 });
 
 const MODEL = 'gpt-4o-mini';
@@ -43,6 +49,8 @@ export async function runDemo() {
     retry: DEMO.retry,
     timeoutMs: DEMO.timeoutMs,
   });
+  // The embedding model loads here, not on the first semantic request (about a second).
+  await gateway.amas.semantic.warmUp();
   const t0 = performance.now();
   const since = () => Math.round(performance.now() - t0);
   const transitions = [];
@@ -71,6 +79,7 @@ export async function runDemo() {
         code: undefined,
         dedup: res.headers.get('x-amas-dedup'),
         cache: res.headers.get('x-cache'),
+        similarity: res.headers.get('x-amas-semantic-score'),
         attempts: Number(res.headers.get('x-upstream-attempts') ?? 0),
         retryAfter: res.headers.get('retry-after'),
         rateLimit: res.headers.get('ratelimit'),
@@ -122,6 +131,7 @@ export async function runDemo() {
 
     // 1. Normal traffic: distinct prompts, one embedding and one streamed reply per user.
     const streamChecks = [];
+    const semanticChecks = [];
     await runPhase('normal traffic', async () => {
       await Promise.all(
         DEMO.users.map(async (user) => {
@@ -149,6 +159,18 @@ export async function runDemo() {
     await runPhase('cache', async () => {
       for (const user of DEMO.users) {
         for (let i = 0; i < DEMO.cacheRepeats; i++) await chat(user, 'What is a circuit breaker? Answer in one line.', { temperature: 0 });
+      }
+    });
+
+    // 2c. The semantic cache: a reworded question is answered from the first one's answer; a question that
+    // differs in one detail (another language) is not, however similar its embedding.
+    await runPhase('semantic cache', async () => {
+      for (const user of DEMO.users) {
+        const { question, paraphrases, nearMiss } = DEMO.semantic;
+        const first = await chat(user, question, { temperature: 0 });
+        semanticChecks.push({ user, first: first.content, answers: [] });
+        for (const p of paraphrases) semanticChecks.at(-1).answers.push(await chat(user, p, { temperature: 0 }));
+        semanticChecks.at(-1).nearMiss = await chat(user, nearMiss, { temperature: 0 });
       }
     });
 
@@ -187,7 +209,7 @@ export async function runDemo() {
     });
     phase = 'done';
 
-    return buildReport({ results, phases, transitions, streamChecks, mock, gateway, warnings, durationMs: since(), urls: { provider: mock.url, gateway: url } });
+    return buildReport({ results, phases, transitions, streamChecks, semanticChecks, mock, gateway, warnings, durationMs: since(), urls: { provider: mock.url, gateway: url } });
   } finally {
     await gateway.close();
     await mock.close();
@@ -195,7 +217,7 @@ export async function runDemo() {
 }
 
 function outcomeOf(r) {
-  if (r.status === 200) return r.dedup === 'shared' ? 'ok (shared)' : r.cache === 'HIT' ? 'ok (cache hit)' : 'ok';
+  if (r.status === 200) return r.dedup === 'shared' ? 'ok (shared)' : r.cache === 'HIT' ? 'ok (cache hit)' : r.cache === 'SEMANTIC-HIT' ? 'ok (semantic hit)' : 'ok';
   if (r.status === 429 && r.code === 'AMAS_RATE_LIMITED') return 'rate limited';
   if (r.status === 503 && r.code === 'AMAS_BREAKER_OPEN') return 'breaker open (fast fail)';
   if (r.status === 504) return 'timeout';
@@ -211,7 +233,7 @@ function countBy(items, key) {
   return out;
 }
 
-function buildReport({ results, phases, transitions, streamChecks, mock, gateway, warnings, durationMs, urls }) {
+function buildReport({ results, phases, transitions, streamChecks, semanticChecks, mock, gateway, warnings, durationMs, urls }) {
   const upstream = mock.stats();
   const allUsers = [...DEMO.users, DEMO.greedyUser];
   const users = {};
@@ -268,6 +290,14 @@ function buildReport({ results, phases, transitions, streamChecks, mock, gateway
       hits: results.filter((r) => r.phase === 'cache' && r.cache === 'HIT').length,
       misses: results.filter((r) => r.phase === 'cache' && r.cache === 'MISS').length,
     },
+    semantic: {
+      clientRequests: phase('semantic cache').clientRequests,
+      upstreamCalls: phase('semantic cache').upstreamCalls,
+      hits: results.filter((r) => r.phase === 'semantic cache' && r.cache === 'SEMANTIC-HIT').length,
+      similarities: results.filter((r) => r.phase === 'semantic cache' && r.similarity !== null).map((r) => Number(r.similarity)),
+      nearMissesAnsweredUpstream: semanticChecks.filter((s) => s.nearMiss?.status === 200 && s.nearMiss.cache === 'MISS').length,
+      stats: gateway.amas.semantic.stats(),
+    },
     outage: {
       clientRequests: outage.clientRequests,
       upstreamCalls: outage.upstreamCalls,
@@ -299,6 +329,11 @@ function buildReport({ results, phases, transitions, streamChecks, mock, gateway
     check('repeated temperature-0 prompts were answered from the cache, once upstream per user',
       report.cache.misses === DEMO.users.length && report.cache.hits === DEMO.users.length * (DEMO.cacheRepeats - 1) && report.cache.upstreamCalls === DEMO.users.length,
       `${report.cache.clientRequests} requests -> ${report.cache.upstreamCalls} upstream calls (${report.cache.hits} hits, ${report.cache.misses} misses)`),
+    check('reworded questions were answered from the semantic cache with the first answer; a changed detail was not',
+      semanticChecks.length === DEMO.users.length &&
+        semanticChecks.every((s) => s.answers.every((a) => a.cache === 'SEMANTIC-HIT' && a.content === s.first) && s.nearMiss?.cache === 'MISS' && s.nearMiss.content !== s.first) &&
+        report.semantic.upstreamCalls === 2 * DEMO.users.length,
+      `${report.semantic.clientRequests} requests -> ${report.semantic.upstreamCalls} upstream calls (${report.semantic.hits} SEMANTIC-HIT, ${report.semantic.nearMissesAnsweredUpstream} near-misses sent upstream)`),
     check('streaming passed through intact', streamChecks.length === DEMO.users.length && streamChecks.every((s) => s.same && s.chunks > 2),
       `${report.streaming.reassembledMatches}/${streamChecks.length} streams reassembled to the non-streamed reply`),
     check('breaker opened during outage', transitions.some((t) => t.to === 'open' && t.phase === 'provider outage'),
@@ -347,6 +382,9 @@ export function formatReport(r) {
   out();
   out('Response cache (temperature 0)');
   out(`  ${r.cache.clientRequests} requests -> ${r.cache.upstreamCalls} upstream calls: ${r.cache.hits} X-Cache HIT, ${r.cache.misses} MISS (one entry per user)`);
+  out();
+  out('Semantic cache (temperature 0)');
+  out(`  ${r.semantic.clientRequests} requests -> ${r.semantic.upstreamCalls} upstream calls: ${r.semantic.hits} X-Cache SEMANTIC-HIT (similarity ${r.semantic.similarities.map((x) => x.toFixed(2)).join(', ')}), ${r.semantic.nearMissesAnsweredUpstream} near-misses ("${DEMO.semantic.nearMiss}") sent upstream; ${r.semantic.stats.vetoedNearMisses} vetoed by the guard`);
   out();
   out('Outage');
   out(`  ${r.outage.clientRequests} client requests -> ${r.outage.upstreamCalls} upstream calls; ${r.outage.failedFast} failed fast with 503`);

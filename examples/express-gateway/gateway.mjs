@@ -2,7 +2,7 @@
  * An OpenAI-compatible LLM gateway on Express 5 + AMAS.
  *
  * Per request: identify the caller (Bearer token or x-user) -> per-user limit (amasMiddleware route limit)
- * -> for deterministic chat completions (temperature 0), the response cache -> the provider call through the engine's resilience stack: dedup -> retry -> breaker 'provider' -> timeout.
+ * -> for deterministic chat completions (temperature 0), the response cache and the semantic cache -> the provider call through the engine's resilience stack: dedup -> retry -> breaker 'provider' -> timeout.
  * Streaming bodies are passed through as they arrive; a client that hangs up aborts the upstream fetch.
  */
 import { once } from 'node:events';
@@ -210,16 +210,20 @@ export function createGateway(options) {
   });
   app.get('/metrics', amasMiddleware.metricsHandler());
   const perUser = amasMiddleware.route({ limit: 'per-user' });
-  // Deterministic chat completions (temperature 0, not streamed) are answered from the cache, per user; the
-  // body is parsed first because the cache key is the normalized body (`user` and `metadata` left out).
+  // Deterministic chat completions (temperature 0) are answered from the caches, per user; the body is parsed
+  // first because both caches read it. The response cache answers the same body again (not streamed; `user`
+  // and `metadata` left out of the key); the semantic cache answers a paraphrase of an earlier question in
+  // the same context (model, system prompt, earlier turns, sampling), as JSON or as a stream.
+  const deterministic = (req) => req.body?.temperature === 0;
   const cachedChat = amasMiddleware.route({
     limit: 'per-user',
     cache: {
       methods: ['POST'],
       ttl: '10m',
-      when: (req) => req.body?.temperature === 0 && req.body?.stream !== true,
+      when: (req) => deterministic(req) && req.body?.stream !== true,
       excludeBodyFields: ['user', 'metadata'],
     },
+    semanticCache: { ttl: '10m', when: deterministic },
   });
   const json = express.json({ limit: '1mb' });
   app.post('/v1/chat/completions', json, cachedChat, proxy('/v1/chat/completions'));

@@ -185,6 +185,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
     }
     const cache = new SemanticCache<V>({ ...options, store: this.store, clock: this.clock, logger: this.logger });
     this.owned.push(cache);
+    this.metrics.watchSemanticCache(cache as SemanticCache);
     return cache;
   }
 

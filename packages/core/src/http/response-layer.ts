@@ -180,7 +180,10 @@ export class ResponseLayer {
         plan.key = undefined; // a body that cannot be keyed (a Map, absurd nesting): served, never cached
       }
     }
-    if (options.semantic !== undefined && this.bodyKnown(req, method)) plan.semantic = planSemantic(req, options.semantic, identity, this.logger);
+    if (options.semantic !== undefined) {
+      this.bodyKnown(req, method); // says once in the log when bodies arrive unparsed (the plan then bypasses)
+      plan.semantic = planSemantic(req, options.semantic, identity, this.logger);
+    }
     return plan;
   }
 

@@ -135,8 +135,8 @@ export class SemanticPlan {
     if (p === undefined || p.mode !== 'lookup') return undefined;
     let hit;
     try {
+      // Success here proves little (an empty index embeds nothing): only a store says the cache works again.
       hit = await this.options.cache.get(p.prompt, { partition: p.partition, ...(p.threshold !== undefined && { threshold: p.threshold }) });
-      this.recovered();
     } catch (error) {
       this.status = 'BYPASS';
       if (error instanceof EmbeddingInputError) this.bypassReason = error.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);

@@ -3,6 +3,8 @@ import type { BreakerRegistry } from '../policies/breaker-registry.js';
 import { FastCounter, type CounterSeriesRef } from './fast-counter.js';
 import { RequestMetrics } from './request-metrics.js';
 import { CacheMetrics } from './cache-metrics.js';
+import type { SemanticCache } from '../semantic/semantic-cache.js';
+import { SemanticCacheMetrics } from './semantic-cache-metrics.js';
 import type { TieredCache } from '../cache/tiered-cache.js';
 
 export interface MetricsOptions {
@@ -41,6 +43,7 @@ export class AmasMetrics {
   /** amas_http_cache_total{route,status}: responses by cache status (HIT, MISS, STALE, BYPASS). */
   readonly httpCache: FastCounter;
   private cacheMetrics: CacheMetrics | undefined;
+  private semanticMetrics: SemanticCacheMetrics | undefined;
   private readonly prefix: string;
   /** Per limit name: its [allowed, limited] series. */
   private readonly limitSeries = new Map<string, [CounterSeriesRef, CounterSeriesRef]>();
@@ -141,6 +144,11 @@ export class AmasMetrics {
     (this.cacheMetrics ??= new CacheMetrics(this.registry, this.prefix)).watch(cache);
   }
 
+  /** Exports a semantic cache's counters (read from its stats when scraped). */
+  watchSemanticCache(cache: SemanticCache): void {
+    (this.semanticMetrics ??= new SemanticCacheMetrics(this.registry, this.prefix)).watch(cache);
+  }
+
   /** The label value for a route: its pattern while under the cap, else `other`. */
   routeLabel(route: string | undefined): string {
     if (!route) return 'unmatched';
@@ -163,6 +171,7 @@ export class AmasMetrics {
     this.dedupShared.unregister();
     this.httpCache.unregister();
     this.cacheMetrics?.unregister();
+    this.semanticMetrics?.unregister();
     for (const metric of [this.breakerState, this.breakerTransitions, this.breakerCalls]) {
       this.registry.removeSingleMetric((metric as unknown as { name: string }).name);
     }

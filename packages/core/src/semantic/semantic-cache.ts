@@ -178,6 +178,12 @@ export class SemanticCache<V = unknown> {
     return this.loaded;
   }
 
+  /** Loads the embedding model (and, with a store, the entries) now, so the first request does not pay for it. */
+  async warmUp(): Promise<void> {
+    await this.ready();
+    await this.embedder.embed(['warm up']);
+  }
+
   /** Stores `value` as the answer to `prompt` in `partition`. */
   async set(prompt: string, value: V, options: SemanticSetOptions = {}): Promise<void> {
     const o = parseOptions(setSchema, options, 'SemanticCache.set options');
