@@ -26,9 +26,20 @@
  *   close suffix variant ("Austria" / "Austrian").
  * - Identifiers and quoted strings count as present when the other prompt contains them (case-insensitively
  *   for identifiers, exactly for quoted strings).
- * - Negation: vetoed when exactly one of the prompts contains a negation word.
+ *   Ordinal words, roman numerals and digits are the same number: "the sixteenth" = "the 16th", "World War II"
+ *   = "the Second World War", "Henry VIII" = "Henry the Eighth", "twenty-first" = "21st", "twice" = "2 times".
+ *   "first" matches a 1 without demanding one; roman numerals count after a capitalized word or a numbering noun.
+ * - Identifiers: a short token of letters and digits also matches its spelled-out form ("2FA" / "two-factor",
+ *   "i18n" / "internationalization", "SHA-256" / "sha256", "ELI5" / "like I'm five" through an alias group).
+ * - Negation: vetoed when exactly one of the prompts contains a negation word, unless the other prompt says the
+ *   same with a privative word: "offline" / "without an internet connection", "passwordless" / "without a
+ *   password", "unpaid" / "haven't paid", "sugar-free" / "no sugar".
  * - Opposites: vetoed when one prompt has one side of a pair (and not the other) and the other prompt has
- *   the other side (and not the first).
+ *   the other side (and not the first); not for a base form against a comparative of its opposite ("slow" /
+ *   "faster": problem and goal), nor for "not valid" / "invalid". Very common opposites ("up"/"down", "on"/"off",
+ *   "start"/"end") are vetoed only when they are the one word in which the prompts differ.
+ * - Synonyms of capitalized common nouns are aliases ("Earth" = "world", "Mom" = "mother"), and abbreviated
+ *   parts of names match their expansion ("Mt. Fuji" = "Mount Fuji", "St." = "Saint").
  */
 
 export type GuardKind =
@@ -94,6 +105,8 @@ export interface PromptFeatures {
   readonly directed: Array<{ kind: GuardKind; from: string; to: string }>;
   /** opposite pair index -> sides present (1, 2 or 3 for both) */
   readonly sides: Map<number, number>;
+  /** gradable opposite pair index -> degrees present (1 base form, 2 comparative, 3 both) */
+  readonly degrees: Map<number, number>;
   /** lower-cased words in order (capped), for the swap check around "to", "than", "but", ... */
   readonly sequence: readonly string[];
 }
@@ -109,42 +122,66 @@ export interface NearMissGuard {
 
 const split = (s: string): string[] => s.trim().split(/\s+/);
 
-const SMALL: Record<string, number> = {
+/** Lookup tables without a prototype: "constructor" or "toString" in a prompt must not find Object's members. */
+const table = <T>(entries: Record<string, T>): Record<string, T> => Object.assign(Object.create(null) as Record<string, T>, entries);
+
+const SMALL: Record<string, number> = table({
   zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10,
   eleven: 11, twelve: 12, thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17, eighteen: 18,
   nineteen: 19, twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70, eighty: 80, ninety: 90,
   dozen: 12, twice: 2, thrice: 3,
-};
-const SCALE: Record<string, number> = { hundred: 100, thousand: 1e3, million: 1e6, billion: 1e9, trillion: 1e12 };
-const ORDINAL: Record<string, number> = {
-  second: 2, third: 3, fourth: 4, fifth: 5, sixth: 6, seventh: 7, eighth: 8, ninth: 9, tenth: 10,
-  eleventh: 11, twelfth: 12, twentieth: 20, hundredth: 100,
-};
+});
+const SCALE: Record<string, number> = table({ hundred: 100, thousand: 1e3, million: 1e6, billion: 1e9, trillion: 1e12 });
+/**
+ * Ordinal words. After "the" they are numbers ("the sixteenth president" = "the 16th president"); elsewhere
+ * they only match a number of the other prompt (weak), except "second" (also a unit of time). "first" is
+ * always weak: it matches "1st" / "World War I" but does not demand a 1 ("the first 10 primes").
+ */
+const ORDINAL: Record<string, number> = table({
+  first: 1, second: 2, third: 3, fourth: 4, fifth: 5, sixth: 6, seventh: 7, eighth: 8, ninth: 9, tenth: 10,
+  eleventh: 11, twelfth: 12, thirteenth: 13, fourteenth: 14, fifteenth: 15, sixteenth: 16, seventeenth: 17,
+  eighteenth: 18, nineteenth: 19, twentieth: 20, thirtieth: 30, fortieth: 40, fiftieth: 50, sixtieth: 60,
+  seventieth: 70, eightieth: 80, ninetieth: 90, hundredth: 100, thousandth: 1000,
+});
+/** Upper-case roman numerals I..XXXIX ("World War II", "Henry VIII", "Part IV"). */
+const ROMAN_RE = /^(X{0,3})(IX|IV|V?I{0,3})$/;
+const ROMAN_LOWER_RE = /^(x{0,3})(ix|iv|v?i{0,3})$/;
+function romanValue(s: string): number {
+  const r = ROMAN_RE.exec(s);
+  if (!r || !s) return 0;
+  const units: Record<string, number> = { '': 0, I: 1, II: 2, III: 3, IV: 4, V: 5, VI: 6, VII: 7, VIII: 8, IX: 9 };
+  return r[1]!.length * 10 + units[r[2]!]!;
+}
+/** Words after which a roman numeral is a number even when lower-case or a single letter ("Part I", "Type II"). */
+const NUMBERING_NOUN = new Set(split(
+  'war part chapter phase act volume vol book episode season type class level stage article section title round ' +
+  'grade category tier generation wave',
+));
 
-const MONTHS: Record<string, number> = {
+const MONTHS: Record<string, number> = table({
   january: 1, jan: 1, february: 2, feb: 2, march: 3, mar: 3, april: 4, apr: 4, may: 5, june: 6, jun: 6,
   july: 7, jul: 7, august: 8, aug: 8, september: 9, sep: 9, sept: 9, october: 10, oct: 10, november: 11,
   nov: 11, december: 12, dec: 12,
-};
+});
 /** Month words that are also ordinary English words: only a date when capitalized or next to a number. */
 const AMBIGUOUS_MONTHS = new Set(['may', 'march', 'mar', 'jan', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec', 'feb', 'apr', 'sept']);
-const DATE_WORDS: Record<string, string> = {
+const DATE_WORDS: Record<string, string> = table({
   monday: 'monday', tuesday: 'tuesday', wednesday: 'wednesday', thursday: 'thursday', friday: 'friday',
   saturday: 'saturday', sunday: 'sunday', today: 'today', tonight: 'today', tomorrow: 'tomorrow',
   yesterday: 'yesterday', weekend: 'weekend', q1: 'q1', q2: 'q2', q3: 'q3', q4: 'q4',
-};
+});
 for (const d of ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday', 'weekend']) DATE_WORDS[`${d}s`] = d;
 const DATE_PERIOD = new Set(['week', 'month', 'year', 'weekend', 'quarter', 'morning', 'evening', 'night', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday']);
 const DATE_RELATIVE = new Set(['next', 'last', 'this', 'previous', 'coming']);
 
-const CURRENCY_SYMBOL: Record<string, string> = { $: 'usd', '€': 'eur', '£': 'gbp', '¥': 'jpy', '₹': 'inr', '₽': 'rub', '₩': 'krw', '₿': 'btc' };
-const CURRENCY_WORD: Record<string, string> = {
+const CURRENCY_SYMBOL: Record<string, string> = table({ $: 'usd', '€': 'eur', '£': 'gbp', '¥': 'jpy', '₹': 'inr', '₽': 'rub', '₩': 'krw', '₿': 'btc' });
+const CURRENCY_WORD: Record<string, string> = table({
   usd: 'usd', dollar: 'usd', dollars: 'usd', bucks: 'usd', eur: 'eur', euro: 'eur', euros: 'eur', gbp: 'gbp',
   pound: 'gbp', pounds: 'gbp', sterling: 'gbp', jpy: 'jpy', yen: 'jpy', inr: 'inr', rupee: 'inr', rupees: 'inr',
   cny: 'cny', yuan: 'cny', rmb: 'cny', chf: 'chf', franc: 'chf', francs: 'chf', cad: 'cad', aud: 'aud',
   btc: 'btc', bitcoin: 'btc', bitcoins: 'btc', eth: 'eth', ether: 'eth', cent: 'cent', cents: 'cent',
   percent: '%', per_cent: '%', percentage: '%',
-};
+});
 /** Currencies that are ambiguous as bare words (not after a number): "pound" is also a weight. */
 const BARE_CURRENCY_SKIP = new Set(['pound', 'pounds', 'cent', 'cents', 'percent', 'percentage', 'franc', 'ether', 'bucks']);
 
@@ -233,7 +270,7 @@ for (const group of [
 }
 LANGUAGE.set('go', 'golang');
 // "Go", "C", "R" are languages only as written with a capital (and "go" after "in"/"using"/...).
-const CASED_LANGUAGE: Record<string, string> = { Go: 'golang', C: 'c', R: 'r', D: 'd', 'C++': 'c++', 'C#': 'c#' };
+const CASED_LANGUAGE: Record<string, string> = table({ Go: 'golang', C: 'c', R: 'r', D: 'd', 'C++': 'c++', 'C#': 'c#' });
 const LANGUAGE_CUE = new Set(['in', 'using', 'with', 'to', 'into', 'from', 'learn', 'write']);
 
 const NEGATION = new Set(split(
@@ -281,8 +318,18 @@ const OPPOSITES: Array<[string, string]> = [
   ['approve', 'reject'], ['accept', 'decline'], ['import', 'export'], ['source', 'destination'],
   ['client', 'server'], ['frontend', 'backend'], ['front end', 'back end'], ['parent', 'child'],
   ['encrypted', 'unencrypted'], ['signed', 'unsigned'], ['mutable', 'immutable'], ['lazy', 'eager'],
-  ['deep', 'shallow'], ['global', 'local'], ['static', 'dynamic'], ['explicit', 'implicit'],
+  ['deep', 'shallow'], ['global', 'local'], ['static', 'dynamic'], ['explicit', 'implicit'], ['online', 'offline'],
 ];
+/**
+ * Gradable adjectives among the opposites: "slow" vs "faster" (or "expensive" vs "cheaper") is the same request
+ * phrased as problem and goal ("my query is slow" / "make my query faster"), so a base form on one side and a
+ * comparative of its opposite on the other side is not vetoed. Same degree on both sides still is: "cheap" /
+ * "expensive", "faster" / "slower", "cheaper" / "more expensive".
+ */
+const GRADABLE = new Set(split(
+  'slow fast cheap expensive easy hard strong weak hot cold warm cool deep shallow lazy eager small large big ' +
+  'short long low high old new light dark early late',
+));
 /** "on"/"off", "in"/"out", "up"/"down" etc. are too common alone: only matched as parts of the phrases above. */
 const PHRASE_ONLY = new Set(['on', 'off', 'in', 'out', 'with', 'all', 'none', 'end', 'day', 'long', 'short', 'new', 'old', 'high', 'low', 'up', 'down', 'light', 'head']);
 
@@ -321,7 +368,32 @@ const ALIASES: string[][] = [
   ['ml', 'machine learning'], ['js', 'javascript'], ['ts', 'typescript'], ['postgres', 'postgresql'],
   ['next.js', 'nextjs'], ['vscode', 'vs code', 'visual studio code'], ['alphabet', 'google'], ['mac', 'macos', 'macbook'],
   ['twitter', 'x'], ['czechia', 'czech republic'], ['turkey', 'türkiye'],
+  // common nouns often capitalized, and their synonyms: not different entities
+  ['earth', 'world', 'planet earth'], ['mom', 'mother', 'mum', 'mommy', 'mama'], ['dad', 'father', 'daddy', 'papa'],
+  // acronyms whose expansion is not a run of initials
+  ['eli5', "like i'm five", "like i'm 5", 'like im five', 'like im 5', 'like i am five', 'like i am 5',
+    'like a five year old', 'like a 5 year old'],
+  ['tldr', 'tl dr'], ['2fa', 'two factor', 'two step', '2 factor', '2 step'],
+  ['mfa', 'multi factor', 'multifactor'],
 ];
+
+/** Abbreviated words and their expansions (parts of names: "Mt. Fuji" = "Mount Fuji"). */
+const WORD_ABBREV: Map<string, string[]> = new Map();
+for (const [abbr, full] of [
+  ['mt', 'mount'], ['mtn', 'mountain'], ['st', 'saint street'], ['ft', 'fort'], ['pt', 'point port'], ['jr', 'junior'],
+  ['sr', 'senior'], ['dr', 'doctor drive'], ['ave', 'avenue'], ['rd', 'road'], ['blvd', 'boulevard'],
+  ['hwy', 'highway'], ['univ', 'university'], ['uni', 'university'], ['intl', 'international'], ['natl', 'national'],
+  ['dept', 'department'], ['govt', 'government'], ['gov', 'government'], ['corp', 'corporation'],
+  ['inc', 'incorporated'], ['co', 'company county'], ['bros', 'brothers'], ['assoc', 'association'],
+  ['mr', 'mister'], ['lk', 'lake'], ['pk', 'park'], ['sq', 'square'], ['ctr', 'center centre'],
+] as const) {
+  for (const f of split(full)) {
+    WORD_ABBREV.set(abbr, [...(WORD_ABBREV.get(abbr) ?? []), f]);
+    WORD_ABBREV.set(f, [...(WORD_ABBREV.get(f) ?? []), abbr]);
+  }
+}
+/** Abbreviations written with a dot that do not end a sentence ("Mt. Everest", "St. Louis", "Python vs. Go"). */
+const DOT_ABBREV = new Set(split('mt mtn st dr mr mrs ms prof gen col lt sgt capt ft jr sr vs ave rd blvd'));
 
 /** Capitalized words that are not entities even mid-sentence. */
 const CAP_STOP = new Set(split(
@@ -368,8 +440,10 @@ interface Span { kind: GuardKind; value: string; start: number; end: number }
 
 interface Compiled {
   disabled: Set<GuardKind>;
-  /** single-word form -> [pair index, side (1 | 2)] */
-  oppForms: Map<string, Array<[number, number]>>;
+  /** single-word form -> [pair index, side (1 | 2), degree (0 not gradable, 1 base, 2 comparative)] */
+  oppForms: Map<string, Array<[number, number, number]>>;
+  /** "x|y" for single-word opposites too common to count alone ("up|down"): vetoed only as a one-word swap */
+  swapOnly: Set<string>;
   /** multi-word forms by first word: [phrase, pair index, side] */
   oppPhrases: Map<string, Array<[string, number, number]>>;
   oppNames: Array<[string, string]>;
@@ -404,6 +478,8 @@ function compile(options: NearMissGuardOptions = {}): Compiled {
   return {
     disabled: new Set(options.disable ?? []),
     ...indexOpposites(uniq.filter(([x, y]) => x.includes(' ') || y.includes(' ') || (!PHRASE_ONLY.has(x) && !PHRASE_ONLY.has(y)))),
+    swapOnly: new Set(uniq.filter(([x, y]) => !x.includes(' ') && !y.includes(' ') && (PHRASE_ONLY.has(x) || PHRASE_ONLY.has(y)))
+      .flatMap(([x, y]) => [`${x}|${y}`, `${y}|${x}`])),
     entityWords,
     entityPhrases,
     aliasOf,
@@ -413,11 +489,13 @@ function compile(options: NearMissGuardOptions = {}): Compiled {
 }
 
 function indexOpposites(pairs: Array<[string, string]>): Pick<Compiled, 'oppForms' | 'oppPhrases' | 'oppNames'> {
-  const oppForms = new Map<string, Array<[number, number]>>();
+  const oppForms = new Map<string, Array<[number, number, number]>>();
   const oppPhrases = new Map<string, Array<[string, number, number]>>();
   pairs.forEach(([x, y], i) => {
+    const gradable = GRADABLE.has(x) && GRADABLE.has(y);
     for (const [w, side] of [[x, 1], [y, 2]] as const) {
-      for (const f of wordForms(w)) {
+      const cmp = gradable ? comparatives(w) : [];
+      for (const f of [...wordForms(w), ...cmp]) {
         if (f.includes(' ')) {
           const first = f.slice(0, f.indexOf(' '));
           let list = oppPhrases.get(first);
@@ -427,12 +505,20 @@ function indexOpposites(pairs: Array<[string, string]>): Pick<Compiled, 'oppForm
         else {
           let list = oppForms.get(f);
           if (!list) oppForms.set(f, (list = []));
-          list.push([i, side]);
+          if (!list.some(([j, sd]) => j === i && sd === side)) list.push([i, side, !gradable ? 0 : cmp.includes(f) ? 2 : 1]);
         }
       }
     }
   });
   return { oppForms, oppPhrases, oppNames: pairs };
+}
+
+/** Comparative forms of a gradable adjective: "faster", "cheaper", "later", "easier", "bigger". */
+function comparatives(w: string): string[] {
+  if (w.endsWith('e')) return [`${w}r`];
+  if (w.endsWith('y')) return [`${w.slice(0, -1)}ier`];
+  if (/[^aeiou][aeiou][bdgmnprt]$/.test(w)) return [`${w}${w.at(-1)}er`];
+  return [`${w}er`];
 }
 
 function wordForms(w: string): string[] {
@@ -586,6 +672,9 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
     if (/^q[1-4]$/.test(lower)) { dates.add(lower); return; }
     if (c.entityWords.has(lower)) return false;
     identifiers.add(lower);
+    // its digits match a number of the other prompt ("2FA" / "two-factor", "ELI5" / "like I'm five") without
+    // demanding one: the token itself is compared as an identifier
+    for (const d of lower.match(/\d+/g) ?? []) addNumber(normNumber(d), false);
   });
   // 9. numbers in digits
   take(RE_NUMBER, (r) => { addNumber(normNumber(r[1]!), true, r.index, r.index + r[0].length); });
@@ -597,7 +686,8 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
   let lastEnd = 0;
   while ((wr = WORD_RE.exec(m)) !== null) {
     const gap = m.slice(lastEnd, wr.index);
-    const initial = words.length === 0 || (gap.length > 0 && (INITIAL_GAP_RE.test(gap) || gap.includes('\n')));
+    const afterAbbrev = words.length > 0 && DOT_ABBREV.has(words[words.length - 1]!.lw) && /^\.[ \t]*$/.test(gap);
+    const initial = words.length === 0 || (gap.length > 0 && !afterAbbrev && (INITIAL_GAP_RE.test(gap) || gap.includes('\n')));
     const w = wr[0];
     words.push({ w, lw: stripPossessive(w.toLowerCase()), start: wr.index, end: wr.index + w.length, initial, cap: CAP_RE.test(w) });
     lastEnd = wr.index + w.length;
@@ -606,7 +696,7 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
   const allLower: string[] = [];
   WORD_RE.lastIndex = 0;
   while ((wr = WORD_RE.exec(text)) !== null) allLower.push(stripPossessive(wr[0].toLowerCase()));
-  const joined = ` ${allLower.join(' ')} `;
+  const joined = ` ${allLower.join(' ').replace(/’/g, "'")} `;
   const wordSet = new Set(allLower);
 
   const capsWords = words.filter((x) => x.cap).length;
@@ -614,11 +704,30 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
   // Title Case ("How To Reverse A List In Python"): a capitalized function word inside a sentence
   const titleCase = capsWords >= 3 && words.some((x) => x.cap && !x.initial && TITLE_FUNCTION_WORDS.has(x.lw));
 
-  // number words
+  // number words, ordinal words and roman numerals
+  const numerals = new Set<number>(); // indexes of roman numerals: numbers, not entities
   for (let i = 0; i < words.length; i++) {
     const lw = words[i]!.lw;
     if (!(lw in SMALL) && !(lw in SCALE)) {
-      if (lw in ORDINAL && i > 0 && words[i - 1]!.lw === 'the') addNumber(String(ORDINAL[lw]), true, words[i]!.start, words[i]!.end);
+      const ord = ORDINAL[lw];
+      if (ord !== undefined) {
+        const afterThe = i > 0 && words[i - 1]!.lw === 'the';
+        if (afterThe && lw !== 'first') addNumber(String(ord), true, words[i]!.start, words[i]!.end);
+        else if (lw !== 'second' || afterThe) addNumber(String(ord), false);
+        continue;
+      }
+      // "World War II", "Henry VIII", "Part IV", "Type I": after a capitalized word or a numbering noun
+      const roman = romanValue(words[i]!.w);
+      if (roman > 0 && i > 0 && !words[i]!.initial && m.slice(words[i - 1]!.end, words[i]!.start).trim() === '') {
+        const prev = words[i - 1]!;
+        const ok = words[i]!.w.length >= 2
+          ? (prev.cap && !CAP_STOP.has(prev.lw)) || NUMBERING_NOUN.has(prev.lw)
+          : prev.cap && NUMBERING_NOUN.has(prev.lw);
+        if (ok) {
+          addNumber(String(roman), true, words[i]!.start, words[i]!.end);
+          numerals.add(i);
+        }
+      }
       continue;
     }
     let j = i;
@@ -629,10 +738,18 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
       if (x === 'and' && seq.length && j + 1 < words.length && (words[j + 1]!.lw in SMALL)) { j++; continue; }
       break;
     }
-    const next = words[j]?.lw;
+    let next = words[j]?.lw;
     const tokens = seq.map((k) => words[k]!.lw);
+    // "twenty-first", "forty second": a tens word and an ordinal
+    let ordinalTail = 0;
+    if (next !== undefined && ORDINAL[next] !== undefined && ORDINAL[next]! < 10 && /ty$/.test(tokens[tokens.length - 1]!)) {
+      ordinalTail = ORDINAL[next]!;
+      seq.push(j);
+      j++;
+      next = words[j]?.lw;
+    }
     // "six thirty pm", "seven am", "five o'clock"
-    if (next !== undefined && (next === 'am' || next === 'pm' || next === 'o’clock' || next === "o'clock" || next === 'oclock')) {
+    if (!ordinalTail && next !== undefined && (next === 'am' || next === 'pm' || next === 'o’clock' || next === "o'clock" || next === 'oclock')) {
       const h = SMALL[tokens[0]!] ?? -1;
       const rest = tokens.slice(1).reduce((acc, t) => acc + (SMALL[t] ?? 0), 0);
       const t = toTime(h, rest, next === 'am' || next === 'pm' ? next : undefined);
@@ -646,6 +763,7 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
       else if (t === 'hundred') current = (current || 1) * 100;
       else { total += (current || 1) * SCALE[t]!; current = 0; }
     }
+    current += ordinalTail;
     if (tokens.length === 1 && tokens[0]! in SCALE && i > 0 && words[i - 1]!.lw !== 'a' && words[i - 1]!.lw !== 'one') {
       // "hundreds of", "thousands": not a number
       i = j - 1;
@@ -661,11 +779,14 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
       continue;
     }
     addNumber(String(total + current), true, start, end);
-    if (next && UNIT.has(next) && UNIT.get(next) !== 'x') units.add(UNIT.get(next)!);
+    // "three times" = "3 times" = "3x"; "twice" = "2 times"
+    if (next && UNIT.has(next) && (UNIT.get(next) !== 'x' || next === 'times')) units.add(UNIT.get(next)!);
+    else if (tokens.length === 1 && (tokens[0] === 'twice' || tokens[0] === 'thrice')) units.add('x');
     i = j - 1;
   }
 
   for (let i = 0; i < words.length; i++) {
+    if (numerals.has(i)) continue;
     const x = words[i]!;
     const lw = x.lw;
     const prev = i > 0 ? words[i - 1]!.lw : '';
@@ -713,7 +834,7 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
       // extend with following capitalized words ("Amazon Web Services")
       let j = i;
       const parts = [lw];
-      while (x.cap && !shouting && !titleCase && j + 1 < words.length && words[j + 1]!.cap && !words[j + 1]!.initial && !CAP_STOP.has(words[j + 1]!.lw) && m.slice(words[j]!.end, words[j + 1]!.start).trim() === '') {
+      while (x.cap && !shouting && !titleCase && j + 1 < words.length && words[j + 1]!.cap && !words[j + 1]!.initial && !CAP_STOP.has(words[j + 1]!.lw) && !numerals.has(j + 1) && m.slice(words[j]!.end, words[j + 1]!.start).trim() === '') {
         j++;
         parts.push(words[j]!.lw);
       }
@@ -729,7 +850,7 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
     if (isAcronym || isCap) {
       let j = i;
       const parts = [lw];
-      while (j + 1 < words.length && words[j + 1]!.cap && !CAP_STOP.has(words[j + 1]!.lw) && !words[j + 1]!.initial && m.slice(words[j]!.end, words[j + 1]!.start).trim() === '') {
+      while (j + 1 < words.length && words[j + 1]!.cap && !CAP_STOP.has(words[j + 1]!.lw) && !words[j + 1]!.initial && !numerals.has(j + 1) && m.slice(words[j]!.end, words[j + 1]!.start).trim() === '') {
         j++;
         parts.push(words[j]!.lw);
       }
@@ -747,9 +868,16 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
     }
   }
   const sides = new Map<number, number>();
+  const degrees = new Map<number, number>();
   for (const w of wordSet) {
     const list = c.oppForms.get(w);
-    if (list) for (const [i, side] of list) sides.set(i, (sides.get(i) ?? 0) | side);
+    if (list) {
+      for (const [i, side, deg] of list) {
+        sides.set(i, (sides.get(i) ?? 0) | side);
+        // "more expensive" / "less expensive" are comparatives too
+        if (deg) degrees.set(i, (degrees.get(i) ?? 0) | (deg === 1 && (joined.includes(` more ${w} `) || joined.includes(` less ${w} `)) ? 2 : deg));
+      }
+    }
   }
   for (const w of wordSet) {
     const list = c.oppPhrases.get(w);
@@ -774,7 +902,7 @@ function extractWith(c: Compiled, input: string): PromptFeatures {
 
   return {
     text, joined, words: wordSet, numbers, times, dates, amounts, units, quoted, identifiers, languages, entities, negation, directed,
-    sides, sequence: allLower.length <= 80 ? allLower : [],
+    sides, degrees, sequence: allLower.length <= 80 ? allLower : [],
   };
 }
 
@@ -785,8 +913,24 @@ function acronymOf(words: string[]): string {
   return words.filter((w) => !['of', 'the', 'and', 'for', 'de', '&'].includes(w)).map((w) => w[0]).join('');
 }
 
+/** Digits, number words, ordinal words and multi-letter roman numerals: the number check compares them. */
+function isNumeric(w: string): boolean {
+  return /^\d+$/.test(w) || w in SMALL || w in ORDINAL || (w.length >= 2 && ROMAN_LOWER_RE.test(w));
+}
+
+/** Digits, a number word or a multi-letter roman numeral as a number; NaN for other words. */
+function wordNumber(w: string): number {
+  if (/^\d+$/.test(w)) return Number(w);
+  if (w in SMALL) return SMALL[w]!;
+  return w.length >= 2 && ROMAN_LOWER_RE.test(w) ? romanValue(w.toUpperCase()) : NaN;
+}
+
 function entityPresent(c: Compiled, e: string, other: PromptFeatures): boolean {
   if (other.joined.includes(` ${e} `)) return true;
+  // "the Eighth" of "Henry the Eighth": a number, compared as one
+  if (isNumeric(e)) return true;
+  // "SHA" of "SHA-256" in "sha256": the digits are compared as numbers
+  for (const id of other.identifiers) if (id.length > e.length && id.startsWith(e) && /^\d+$/.test(id.slice(e.length))) return true;
   if (other.entities.has(e)) return true;
   const g = c.aliasOf.get(e);
   if (g !== undefined) for (const alt of c.aliasGroups[g]!) if (other.joined.includes(` ${alt} `)) return true;
@@ -806,19 +950,118 @@ function entityPresent(c: Compiled, e: string, other: PromptFeatures): boolean {
   } else {
     const acr = acronymOf(parts);
     if (acr.length >= 2 && other.words.has(acr)) return true;
-    // every word present on its own ("REST API" / "RESTful APIs")
-    if (parts.every((p) => wordPresent(p, other))) return true;
+    // "World War" of "World War II" in "WW2": the digits are compared as numbers
+    if (acr.length >= 2) for (const id of other.identifiers) if (id.startsWith(acr) && /^\d+$/.test(id.slice(acr.length))) return true;
+    // every word present on its own ("REST API" / "RESTful APIs"); numbers in a name are compared as numbers
+    // ("World War II" / "the Second World War")
+    if (parts.every((p) => isNumeric(p) || wordPresent(p, other))) return true;
   }
   return false;
 }
 
 function wordPresent(e: string, other: PromptFeatures): boolean {
   if (other.words.has(e)) return true;
+  // "mt" / "mount", "st" / "saint"
+  const abbr = WORD_ABBREV.get(e);
+  if (abbr) for (const f of abbr) if (other.words.has(f)) return true;
   for (const w of other.words) {
     if (w === `${e}s` || e === `${w}s` || w === `${e}es`) return true;
     if (e.length >= 4 && w.length >= 4 && w[0] === e[0] && ((w.startsWith(e) && w.length - e.length <= 3) || (e.startsWith(w) && e.length - w.length <= 3))) return true;
   }
   return false;
+}
+
+/**
+ * Is identifier `x` of one prompt in the other? Literally (case-insensitive), through an alias group, or, for a
+ * short token of letters and digits, as its spelled-out form: "sha256" / "SHA-256", "i18n" / "internationalization"
+ * (numeronym), "2fa" / "two-factor auth" and "3d" / "three dimensional" (initials, digits as number words).
+ */
+function identifierPresent(c: Compiled, x: string, other: PromptFeatures, low: string): boolean {
+  if (other.identifiers.has(x) || low.includes(x)) return true;
+  const g = c.aliasOf.get(x);
+  if (g !== undefined) for (const alt of c.aliasGroups[g]!) if (other.joined.includes(` ${alt} `)) return true;
+  if (x.length > 8 || !/^[a-z0-9]+$/.test(x) || !/\d/.test(x) || !/[a-z]/.test(x)) return false;
+  const runs = x.match(/[a-z]+|\d+/g)!;
+  if (runs.length === 2 && runs.some((r) => r.length >= 2 && /[a-z]/.test(r)) && other.joined.includes(` ${runs[0]} ${runs[1]} `)) return true;
+  const nm = /^([a-z])(\d{1,2})([a-z])$/.exec(x);
+  if (nm) {
+    const len = Number(nm[2]) + 2;
+    for (const w of other.words) if (w.length === len && w[0] === nm[1] && w[w.length - 1] === nm[3]) return true;
+  }
+  const units = x.match(/[a-z]|\d+/g)!;
+  if (units.length < 2) return false;
+  const ws = other.joined.trim().split(' ');
+  for (let i = 0; i + units.length <= ws.length; i++) {
+    let k = 0;
+    for (; k < units.length; k++) {
+      const u = units[k]!;
+      const w = ws[i + k]!;
+      if (/\d/.test(u) ? wordNumber(w) !== Number(u) : w[0] !== u || /^\d/.test(w)) break;
+    }
+    if (k === units.length) return true;
+  }
+  return false;
+}
+
+/** How many words before a word a negation still applies to it ("not been paid", "without an internet connection"). */
+const NEG_REACH = 3;
+
+function negatedAt(c: Compiled, seq: readonly string[], k: number): boolean {
+  for (let j = Math.max(0, k - NEG_REACH); j < k; j++) if (c.negations.has(seq[j]!)) return true;
+  return false;
+}
+
+/** Is `stem` (or its plural) one of the words right after a negation in `f` ("not paid", "no wifi")? */
+function negatesStem(c: Compiled, f: PromptFeatures, stem: string): boolean {
+  const seq = f.sequence;
+  for (let k = 0; k < seq.length; k++) {
+    const w = seq[k]!;
+    if ((w === stem || w === `${stem}s` || w === `${stem}es` || stem === `${w}s`) && negatedAt(c, seq, k)) return true;
+  }
+  return false;
+}
+
+const OFFLINE_STEMS = split('internet connection network wifi wi online signal data service reception');
+const LESS_SKIP = new Set(split('unless nevertheless regardless doubtless endless useless careless countless bless'));
+
+/** What the privative words of a prompt negate: "offline", "passwordless" (password), "unpaid" (paid), "sugar-free". */
+function privativeStems(f: PromptFeatures): string[] {
+  const stems: string[] = [];
+  for (const w of f.words) {
+    if (w === 'offline') stems.push(...OFFLINE_STEMS);
+    else if (w.length >= 7 && w.endsWith('less') && !LESS_SKIP.has(w)) stems.push(w.slice(0, -4));
+    else {
+      const stem = negPrefixStem(w);
+      if (stem) stems.push(stem);
+    }
+  }
+  const seq = f.sequence;
+  for (let k = 1; k < seq.length; k++) if (seq[k] === 'free') stems.push(seq[k - 1]!);
+  return stems;
+}
+
+/**
+ * A negation only one prompt has is not a difference when the other prompt says the same with a privative word:
+ * "offline" / "without an internet connection", "passwordless" / "without a password", "unpaid" / "haven't paid".
+ * Every negation word of the negated prompt must be followed (within NEG_REACH words) by what a privative negates.
+ */
+function negationExplained(c: Compiled, neg: PromptFeatures, other: PromptFeatures): boolean {
+  const seq = neg.sequence;
+  if (!seq.length) return false;
+  const stems = privativeStems(other);
+  if (!stems.length) return false;
+  let any = false;
+  for (let k = 0; k < seq.length; k++) {
+    if (!c.negations.has(seq[k]!)) continue;
+    any = true;
+    let ok = false;
+    for (let j = k + 1; j <= k + NEG_REACH && j < seq.length && !ok; j++) {
+      const w = seq[j]!;
+      ok = stems.some((s) => w === s || w === `${s}s` || w === `${s}es` || s === `${w}s`);
+    }
+    if (!ok) return false;
+  }
+  return any;
 }
 
 function diffSets(a: Iterable<string>, b: Iterable<string>, inB: (x: string) => boolean, inA: (x: string) => boolean): [string[], string[]] {
@@ -855,18 +1098,45 @@ const PREFIX_SKIP = new Set(split(
   'improve impact imply impress import',
 ));
 
-/** "safe" vs "unsafe", "valid" vs "invalid", "like" vs "dislike": one prompt has the word, the other its negation. */
-function prefixOpposites(a: PromptFeatures, b: PromptFeatures, reasons: GuardReason[], flipped: boolean): void {
+/** "unsafe" -> "safe", "invalid" -> "valid"; undefined for words that are not a negative prefix plus a word. */
+function negPrefixStem(w: string): string | undefined {
+  if (w.length < 6 || PREFIX_SKIP.has(w)) return undefined;
+  const m = NEG_PREFIX.exec(w);
+  if (!m) return undefined;
+  const stem = m[2]!;
+  if (stem.length < 4 || (m[1]!.startsWith('i') && !IN_STEM.test(stem))) return undefined;
+  return stem;
+}
+
+/**
+ * "safe" vs "unsafe", "valid" vs "invalid", "like" vs "dislike": one prompt has the word, the other its negation.
+ * Not when the word is itself negated ("not valid" = "invalid", "haven't paid" = "unpaid").
+ */
+function prefixOpposites(c: Compiled, a: PromptFeatures, b: PromptFeatures, reasons: GuardReason[], flipped: boolean): void {
   for (const w of a.words) {
-    if (w.length < 6 || PREFIX_SKIP.has(w)) continue;
-    const m = NEG_PREFIX.exec(w);
-    if (!m) continue;
-    const stem = m[2]!;
-    if (stem.length < 4 || (m[1]!.startsWith('i') && !IN_STEM.test(stem))) continue;
-    if (b.words.has(stem) && !b.words.has(w) && !a.words.has(stem)) {
+    const stem = negPrefixStem(w);
+    if (!stem) continue;
+    if (b.words.has(stem) && !b.words.has(w) && !a.words.has(stem) && !(a.negation.length === 0 && negatesStem(c, b, stem))) {
       reasons.push(flipped ? { kind: 'opposite', a: [stem], b: [w] } : { kind: 'opposite', a: [w], b: [stem] });
     }
   }
+}
+
+/**
+ * The same prompt with one word exchanged for its opposite, for opposites too common to count on their own:
+ * "Turn the music up" / "... down", "Turn the lights on in the kitchen" / "... off ...".
+ */
+function oneWordSwap(c: Compiled, a: PromptFeatures, b: PromptFeatures, reasons: GuardReason[]): void {
+  const sa = a.sequence;
+  const sb = b.sequence;
+  if (!sa.length || sa.length !== sb.length) return;
+  let k = -1;
+  for (let i = 0; i < sa.length; i++) {
+    if (sa[i] === sb[i]) continue;
+    if (k >= 0) return;
+    k = i;
+  }
+  if (k >= 0 && c.swapOnly.has(`${sa[k]}|${sb[k]}`)) reasons.push({ kind: 'opposite', a: [sa[k]!], b: [sb[k]!] });
 }
 
 const SWAP_CONNECTORS = new Set(['to', 'into', 'than', 'but', 'from', 'over', 'versus']);
@@ -928,22 +1198,33 @@ function compareWith(c: Compiled, a: PromptFeatures, b: PromptFeatures): GuardRe
   if (on('identifier')) {
     const lowA = a.text.toLowerCase();
     const lowB = b.text.toLowerCase();
-    push('identifier', ...diffSets(a.identifiers, b.identifiers, (x) => b.identifiers.has(x) || lowB.includes(x), (x) => a.identifiers.has(x) || lowA.includes(x)));
+    push('identifier', ...diffSets(a.identifiers, b.identifiers, (x) => identifierPresent(c, x, b, lowB), (x) => identifierPresent(c, x, a, lowA)));
   }
   if (on('language')) push('language', ...diffSets(a.languages, b.languages, (x) => b.languages.has(x), (x) => a.languages.has(x)));
   if (on('entity')) push('entity', ...diffSets(a.entities, b.entities, (x) => entityPresent(c, x, b), (x) => entityPresent(c, x, a)));
-  if (on('negation') && (a.negation.length > 0) !== (b.negation.length > 0)) push('negation', a.negation, b.negation);
+  if (on('negation') && (a.negation.length > 0) !== (b.negation.length > 0)) {
+    const [neg, other] = a.negation.length > 0 ? [a, b] : [b, a];
+    if (!negationExplained(c, neg, other)) push('negation', a.negation, b.negation);
+  }
   if (on('opposite')) {
     for (const [i, sa] of a.sides) {
       if (sa === 3) continue;
       const sb = b.sides.get(i);
       if (sb === undefined || sb === 3 || sb === sa) continue;
+      // a base form and a comparative of its opposite: "my query is slow" / "make my query faster"
+      const da = a.degrees.get(i);
+      const db = b.degrees.get(i);
+      if ((da === 1 && db === 2) || (da === 2 && db === 1)) continue;
       const [x, y] = c.oppNames[i]!;
+      // "not valid" / "invalid": the side written as a negated stem is the prefixed side
+      if (negPrefixStem(y) === x && (sa === 2 ? a : b).negation.length === 0 && negatesStem(c, sa === 1 ? a : b, x)) continue;
+      if (negPrefixStem(x) === y && (sa === 1 ? a : b).negation.length === 0 && negatesStem(c, sa === 2 ? a : b, y)) continue;
       reasons.push({ kind: 'opposite', a: [sa === 1 ? x : y], b: [sb === 1 ? x : y] });
     }
-    prefixOpposites(a, b, reasons, false);
-    prefixOpposites(b, a, reasons, true);
+    prefixOpposites(c, a, b, reasons, false);
+    prefixOpposites(c, b, a, reasons, true);
     swapped(a, b, reasons);
+    oneWordSwap(c, a, b, reasons);
   }
   // reversed direction of the same features ("miles to km" vs "km to miles")
   for (const d of a.directed) {

@@ -240,6 +240,124 @@ describe('nearMissGuard: near-misses are vetoed, every kind', () => {
   });
 });
 
+describe('nearMissGuard: same thing said differently (generic causes of wrong vetoes)', () => {
+  it('acronyms and abbreviations match their expansion; a different acronym is still vetoed', () => {
+    expectPass([
+      ['How do I turn on 2FA?', 'How do I set up two-factor authentication?'],
+      ['ELI5: quantum computing', "Explain quantum computing like I'm five"],
+      ['What is i18n?', 'What is internationalization?'],
+      ['Test my app for a11y', 'Test the accessibility of my app'],
+      ['What is SHA-256?', 'what is sha256'],
+      ['What is 3D printing?', 'What is three dimensional printing?'],
+      ['When did WW2 end?', 'When did World War II end?'],
+      ['How tall is Mt. Fuji?', 'What is the height of Mount Fuji?'],
+      ['Best time to visit St. Petersburg', 'Best time to visit Saint Petersburg'],
+    ]);
+    expectVeto([
+      ['What is 3D printing?', 'What is 2D printing?', 'identifier'],
+      ['What is i18n?', 'What is l10n?', 'identifier'],
+      ['What is SHA-256?', 'What is SHA-512?', 'number'],
+      ['When did WW1 end?', 'When did World War II end?', 'number'],
+      ['How tall is Mt. Fuji?', 'How tall is Mt. Everest?', 'entity'],
+      ['Things to do in St. Louis', 'Things to do in St. Paul', 'entity'],
+    ]);
+  });
+
+  it('ordinal words, roman numerals and digits are the same number', () => {
+    expectPass([
+      ['When did World War II end?', 'What year did the Second World War end?'],
+      ['What caused World War I?', 'Why did the First World War start?'],
+      ['How many wives did Henry VIII have?', 'How many wives did Henry the Eighth have?'],
+      ['Who was the 16th president?', 'Who was the sixteenth president?'],
+      ['Who was the 1st person on the moon?', 'Who was the first person on the Moon?'],
+      ['Art of the twenty-first century', 'Art of the 21st century'],
+      ['Type 1 diabetes symptoms', 'Type I diabetes symptoms'],
+      ['Summary of Part IV', 'Summary of part 4'],
+    ]);
+    expectVeto([
+      ['What caused World War I?', 'What caused World War II?', 'number'],
+      ['Who succeeded Henry VII?', 'Who succeeded Henry VIII?', 'number'],
+      ['Who was the 16th president?', 'Who was the sixth president?', 'number'],
+      ['Art of the twenty-first century', 'Art of the 22nd century', 'number'],
+      ['Type I diabetes symptoms', 'Type II diabetes symptoms', 'number'],
+      ["What's the first thing to learn?", "What's the second thing to learn?", 'number'],
+      ['Wait 2 seconds', 'Wait a second', 'number'],
+    ]);
+    // "first" matches a 1 but does not demand one
+    expectPass([['List the first 10 primes', 'List 10 primes']]);
+  });
+
+  it('"twice", "two times", "2 times" and "2x" are the same', () => {
+    expectPass([
+      ['Do it twice', 'Do it 2 times'],
+      ['Do it three times', 'Do it 3 times'],
+      ['Is Rust 3x faster than Go?', 'Is Rust three times faster than Go?'],
+    ]);
+    expectVeto([['Do it twice', 'Do it three times', 'number']]);
+  });
+
+  it('a base form and a comparative of its opposite (problem vs goal) are not opposites; same degree still is', () => {
+    expectPass([
+      ['How can I speed up my slow SQL query?', 'How do I make my SQL query faster?'],
+      ['Our AWS bill is too expensive', 'How can we make our AWS bill cheaper?'],
+      ['This puzzle is too hard', 'How do I make this puzzle easier?'],
+    ]);
+    expectVeto([
+      ['Is Go faster than Rust?', 'Is Go slower than Rust?', 'opposite'],
+      ['Which is cheaper, renting or buying?', 'Which is more expensive, renting or buying?', 'opposite'],
+      ['Find cheap hotels in Rome', 'Find expensive hotels in Rome', 'opposite'],
+      ['Which sorting algorithm is the fastest?', 'Which sorting algorithm is the slowest?', 'opposite'],
+      ['Why is my query slow?', 'Why is my query fast?', 'opposite'],
+    ]);
+  });
+
+  it('synonyms of capitalized common nouns are not different entities', () => {
+    expectPass([
+      ["What's the tallest mountain in the world?", 'Which mountain is the highest on Earth?'],
+      ['Remind me to call Mom tomorrow', 'Remind me to call my mother tomorrow'],
+      ['Call Dad', 'Call my father'],
+    ]);
+    expectVeto([['Remind me to call Mom', 'Remind me to call Dad', 'entity']]);
+  });
+
+  it('a negation said with a privative word ("offline", "-less", "un-", "-free") is not a difference', () => {
+    expectPass([
+      ['Can I use the app offline?', 'Does the app work without an internet connection?'],
+      ['Do downloaded episodes play offline?', 'Can I watch downloaded episodes with no wifi?'],
+      ['Can I log in without a password?', 'Do you support passwordless login?'],
+      ['Which of my invoices are unpaid?', "Show me the invoices I haven't paid"],
+      ['Why is this JSON not valid?', 'Why is this JSON invalid?'],
+      ['Which snacks are sugar-free?', 'Which snacks have no sugar?'],
+    ]);
+    expectVeto([
+      ['Can I use the app offline?', 'Can I use the app without an account?', 'negation'],
+      ['Can I play this game offline?', 'Can I play this game online?', 'opposite'],
+      ['Show invoices that are paid', 'Show invoices that are unpaid', 'opposite'],
+      ['Why is this JSON valid?', 'Why is this JSON not valid?', 'negation'],
+      ["Why can't I unsubscribe?", "Why can't I subscribe?", 'opposite'],
+      ['Show unpaid invoices', 'Show invoices that are not unpaid', 'negation'],
+    ]);
+  });
+
+  it('common opposites ("up"/"down", "on"/"off", "start"/"end") are vetoed as a one-word swap', () => {
+    expectVeto([
+      ['Turn the music up', 'Turn the music down', 'opposite'],
+      ['Turn the lights on in the kitchen', 'Turn the lights off in the kitchen', 'opposite'],
+      ['Round 3.7 up to the nearest integer', 'Round 3.7 down to the nearest integer', 'opposite'],
+      ['Show the start of the file', 'Show the end of the file', 'opposite'],
+    ]);
+    // alone, outside a one-word swap, they are not features
+    expectPass([['Turn the music up', 'Make the music louder, turn it up']]);
+  });
+
+  it('words that are names of Object members ("constructor") are plain words', () => {
+    expectPass([
+      ['What is a constructor in Java?', 'Explain Java constructors'],
+      ['Why is the constructor called twice?', 'Why is the constructor called 2 times?'],
+    ]);
+  });
+});
+
 describe('options', () => {
   it('disable turns kinds off', () => {
     const g = createNearMissGuard({ disable: ['number', 'opposite'] });
