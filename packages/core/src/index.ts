@@ -91,3 +91,16 @@ export { semanticCached, type SemanticCachedOptions } from './semantic/semantic-
 export { answerFromJson, answerFromStream, completionJson, completionStream, type ChatCompletionAnswer } from './http/chat-completion-answer.js';
 export type { SemanticStatus } from './http/semantic-response.js';
 export { chatPartition, samplingBucket, messageText, type ChatRequestLike, type ChatMessageLike } from './semantic/chat-partition.js';
+
+// AI provider layer: the pooled client, routing across endpoints, tokens, prices, cost and budgets.
+export * from './ai/provider-types.js';
+export { ProviderClient, providerClientOptionsSchema, endpointId, upstreamUrl, type ProviderClientOptions, type ProviderCallOptions, type CloseOptions, type OriginStats, type LatencyStats } from './ai/provider-client.js';
+export { ModelRouter, isRetryableUpstreamError, matchesFallback, routeAttemptsOf, type RouteAttempt, type RouteResult, type RouteCallOptions, type ChatCallOptions, type RouterEndpointStats, type RouterModelStats, type ModelRouterEvents } from './ai/model-router.js';
+export { resolveRouterOptions, DEFAULT_FALLBACK_ON, FALLBACK_CONDITION_NAMES, endpointConfigSchema, modelRouteSettingsSchema, routerRetryOptionsSchema, type ModelRouterOptions, type ModelRouteOptions, type ModelRouteSettings, type RouterRetryOptions, type RouterBreakerOptions, type BreakerFactory, type FallbackCondition } from './ai/router-options.js';
+export { BALANCING_STRATEGIES, createBalancer, RoundRobinBalancer, WeightedBalancer, LeastOutstandingBalancer, LatencyAwareBalancer, LatencyEwma, type Balancer, type BalancerCandidate, type BalancerOptions, type BalancingStrategy, type LatencyEwmaOptions } from './ai/balancer.js';
+export { HealthChecker, healthCheckOptionsSchema, type HealthCheckOptions, type HealthCheckerOptions, type HealthProbe, type HealthStatus, type HealthEvents, type CheckedEndpoint } from './ai/health-checker.js';
+export { OutlierDetector, isOutlierError, outlierDetectionOptionsSchema, type OutlierDetectionOptions, type OutlierEvents, type OutlierEndpointStats, type EjectionReason } from './ai/outlier-detector.js';
+export { watchStreamUsage, type StreamOutcome, type StreamUsageOptions } from './ai/stream-usage.js';
+export { countTextTokens, countChatTokens, estimateRequestTokens, requestKind, usageFromResponse, usageFromStreamChunks, StreamUsageCounter, imageTokens, imageSizeFromDataUrl, modelTokenizer, preloadEncodings, loadedEncodings, normalizeModelId, type TokenCount, type ChatCountOptions, type TextCountOptions, type Estimator, type ImageSize, type RequestKind, type RequestEstimate, type RequestEstimateOptions, type StreamUsage, type StreamCountOptions, type EncodingName, type ModelTokenizer } from './ai/token-counter.js';
+export { PriceTable, createPriceTable, costOf, blended, priceTableOptionsSchema, DEFAULT_PRICES, DEFAULT_ALIASES, DEFAULT_GROUPS, PRICE_TABLE_AS_OF, PRICE_SOURCES, type PriceTableOptions, type PriceOverride, type PriceEntry, type ResolvedPrice } from './ai/pricing.js';
+export * from './policies/micro-batcher.js';

@@ -9,39 +9,36 @@
  * usage chunk may have to be removed); parsing never delays or alters the events the caller asked for.
  */
 import type { TokenUsage } from './provider-types.js';
+import { StreamUsageCounter, type StreamCountOptions } from './token-counter.js';
 
 export interface StreamOutcome {
-  /** The provider's usage when it sent it, else input from the estimate and output counted from the text. */
+  /** The provider's usage when it sent it, else the input estimate and the streamed text counted. */
   usage: TokenUsage;
   /** True when the usage came from the provider's own usage chunk. */
   reported: boolean;
   /** The stream ran to `[DONE]`. */
   completed: boolean;
   finishReason: string | undefined;
-  /** The assistant text streamed (capped at 1 MiB). */
-  text: string;
   model: string | undefined;
 }
 
 export interface StreamUsageOptions {
-  /** Input tokens of the request (counted before the call), used when the provider reports no usage. */
-  inputTokens: number;
-  /** Counts the output tokens of streamed text when the provider reports no usage. */
-  countText: (text: string) => number;
+  /** How to count when the provider reports no usage: the model and the input tokens counted before the call. */
+  count: StreamCountOptions;
   /** Take the usage chunk out of the forwarded stream (the caller did not ask for it). */
   stripUsageChunk: boolean;
 }
 
-const MAX_TEXT = 1024 * 1024;
+/** Events longer than this are not parsed (the stream is still forwarded untouched). */
+const MAX_EVENT = 1024 * 1024;
 
 /** Wraps `source`: iterate the result to forward the stream; `outcome` settles when iteration ends. */
 export function watchStreamUsage(source: AsyncIterable<Uint8Array>, options: StreamUsageOptions): { body: AsyncIterable<Uint8Array>; outcome: Promise<StreamOutcome> } {
   let settle!: (outcome: StreamOutcome) => void;
   const outcome = new Promise<StreamOutcome>((resolve) => (settle = resolve));
   const decoder = new TextDecoder();
+  const counter = new StreamUsageCounter(options.count);
   let pending = '';
-  let text = '';
-  let usage: TokenUsage | undefined;
   let finishReason: string | undefined;
   let model: string | undefined;
   let completed = false;
@@ -56,36 +53,25 @@ export function watchStreamUsage(source: AsyncIterable<Uint8Array>, options: Str
       completed = true;
       return true;
     }
-    let chunk: { model?: unknown; usage?: unknown; choices?: Array<{ delta?: { content?: unknown }; finish_reason?: unknown }> };
+    let chunk: { model?: unknown; usage?: unknown; choices?: Array<{ finish_reason?: unknown }> };
     try {
       chunk = JSON.parse(data);
     } catch {
       return true;
     }
+    counter.push(chunk);
     if (typeof chunk?.model === 'string') model = chunk.model;
-    const reportedUsage = readUsage(chunk?.usage);
-    if (reportedUsage !== undefined) usage = reportedUsage;
     const choices = Array.isArray(chunk?.choices) ? chunk.choices : [];
-    for (const choice of choices) {
-      const content = choice?.delta?.content;
-      if (typeof content === 'string' && text.length < MAX_TEXT) text += content;
-      if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
-    }
+    for (const choice of choices) if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
     // The usage chunk is the one with usage and no choices.
-    return !(options.stripUsageChunk && reportedUsage !== undefined && choices.length === 0);
+    const isUsageChunk = typeof chunk?.usage === 'object' && chunk.usage !== null && choices.length === 0;
+    return !(options.stripUsageChunk && isUsageChunk);
   };
 
   const finish = () => {
     if (pending.trim() !== '') read(pending);
-    const reported = usage !== undefined;
-    settle({
-      usage: usage ?? { inputTokens: options.inputTokens, outputTokens: text === '' ? 0 : options.countText(text) },
-      reported,
-      completed,
-      finishReason,
-      text,
-      model,
-    });
+    const result = counter.result();
+    settle({ usage: result.usage, reported: result.reported, completed, finishReason, model });
   };
 
   async function* forward(): AsyncGenerator<Uint8Array> {
@@ -100,7 +86,7 @@ export function watchStreamUsage(source: AsyncIterable<Uint8Array>, options: Str
             read(pending.slice(0, end));
             pending = pending.slice(end).replace(/^(\r?\n)+/, '');
           }
-          if (pending.length > MAX_TEXT) pending = ''; // not an event stream after all: stop parsing, keep forwarding
+          if (pending.length > MAX_EVENT) pending = ''; // not an event stream after all: stop parsing, keep forwarding
           continue;
         }
         let out = '';
@@ -134,15 +120,4 @@ function eventEnd(buffer: string): number {
   if (lf < 0) return crlf;
   if (crlf < 0) return lf;
   return Math.min(lf, crlf);
-}
-
-/** OpenAI usage (`prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`) as TokenUsage. */
-export function readUsage(value: unknown): TokenUsage | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  const u = value as { prompt_tokens?: unknown; completion_tokens?: unknown; input_tokens?: unknown; output_tokens?: unknown; prompt_tokens_details?: { cached_tokens?: unknown } | null };
-  const input = typeof u.prompt_tokens === 'number' ? u.prompt_tokens : typeof u.input_tokens === 'number' ? u.input_tokens : undefined;
-  const output = typeof u.completion_tokens === 'number' ? u.completion_tokens : typeof u.output_tokens === 'number' ? u.output_tokens : 0;
-  if (input === undefined) return undefined;
-  const cached = u.prompt_tokens_details?.cached_tokens;
-  return { inputTokens: input, outputTokens: output, ...(typeof cached === 'number' && cached > 0 && { cachedInputTokens: cached }) };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readUsage, watchStreamUsage } from '../../src/ai/stream-usage.js';
+import { watchStreamUsage } from '../../src/ai/stream-usage.js';
 
 const chunk = (delta: Record<string, unknown>, finish: string | null = null) => `data: ${JSON.stringify({ object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
 const usageChunk = `data: ${JSON.stringify({ object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [], usage: { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14, prompt_tokens_details: { cached_tokens: 4 } } })}\n\n`;
@@ -20,31 +20,30 @@ async function drain(body: AsyncIterable<Uint8Array>): Promise<string> {
   return Buffer.concat(out).toString();
 }
 
-const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
 
 describe('watchStreamUsage', () => {
   it('uses the provider usage chunk and forwards every byte when the caller asked for it', async () => {
     const parts = [chunk({ role: 'assistant', content: '' }), chunk({ content: 'Hello ' }), chunk({ content: 'world' }), chunk({}, 'stop'), usageChunk, done];
-    const watched = watchStreamUsage(bytesOf(parts, 7), { inputTokens: 99, countText: words, stripUsageChunk: false });
+    const watched = watchStreamUsage(bytesOf(parts, 7), { count: { model: 'gpt-4o-mini', inputTokens: 99 }, stripUsageChunk: false });
     expect(await drain(watched.body)).toBe(parts.join(''));
-    expect(await watched.outcome).toEqual({ usage: { inputTokens: 11, outputTokens: 3, cachedInputTokens: 4 }, reported: true, completed: true, finishReason: 'stop', text: 'Hello world', model: 'gpt-4o-mini' });
+    expect(await watched.outcome).toEqual({ usage: { inputTokens: 11, outputTokens: 3, cachedInputTokens: 4 }, reported: true, completed: true, finishReason: 'stop', model: 'gpt-4o-mini' });
   });
 
   it('takes out the usage chunk the layer asked for, whatever the byte boundaries', async () => {
     const parts = [chunk({ content: 'Hello' }), chunk({}, 'stop'), usageChunk, done];
     for (const split of [0, 1, 5, 64]) {
-      const watched = watchStreamUsage(bytesOf(parts, split), { inputTokens: 99, countText: words, stripUsageChunk: true });
+      const watched = watchStreamUsage(bytesOf(parts, split), { count: { model: 'gpt-4o-mini', inputTokens: 99 }, stripUsageChunk: true });
       expect(await drain(watched.body), `split ${split}`).toBe(parts.filter((p) => p !== usageChunk).join(''));
       expect((await watched.outcome).usage.outputTokens).toBe(3);
     }
   });
 
   it('counts the text when the provider sends no usage, and bills an aborted stream for what was produced', async () => {
-    const full = watchStreamUsage(bytesOf([chunk({ content: 'one two three' }), chunk({}, 'stop'), done]), { inputTokens: 20, countText: words, stripUsageChunk: true });
+    const full = watchStreamUsage(bytesOf([chunk({ content: 'one two three' }), chunk({}, 'stop'), done]), { count: { model: 'gpt-4o-mini', inputTokens: 20 }, stripUsageChunk: true });
     await drain(full.body);
     expect(await full.outcome).toMatchObject({ usage: { inputTokens: 20, outputTokens: 3 }, reported: false, completed: true });
 
-    const aborted = watchStreamUsage(bytesOf([chunk({ content: 'one two ' }), chunk({ content: 'three four' }), chunk({ content: 'never read' })]), { inputTokens: 20, countText: words, stripUsageChunk: false });
+    const aborted = watchStreamUsage(bytesOf([chunk({ content: 'one two ' }), chunk({ content: 'three four' }), chunk({ content: 'never read' })]), { count: { model: 'gpt-4o-mini', inputTokens: 20 }, stripUsageChunk: false });
     let seen = 0;
     for await (const _ of aborted.body) if (++seen === 2) break; // the client went away after two events
     expect(await aborted.outcome).toMatchObject({ usage: { inputTokens: 20, outputTokens: 4 }, completed: false, finishReason: undefined });
@@ -55,15 +54,9 @@ describe('watchStreamUsage', () => {
       yield Buffer.from(chunk({ content: 'partial answer' }));
       throw new Error('socket hang up');
     }
-    const watched = watchStreamUsage(broken(), { inputTokens: 5, countText: words, stripUsageChunk: true });
+    const watched = watchStreamUsage(broken(), { count: { model: 'gpt-4o-mini', inputTokens: 5 }, stripUsageChunk: true });
     await expect(drain(watched.body)).rejects.toThrow('socket hang up');
     expect(await watched.outcome).toMatchObject({ usage: { outputTokens: 2 }, completed: false });
   });
 
-  it('readUsage reads OpenAI and input/output field names, and nothing else', () => {
-    expect(readUsage({ prompt_tokens: 5, completion_tokens: 2 })).toEqual({ inputTokens: 5, outputTokens: 2 });
-    expect(readUsage({ input_tokens: 5, output_tokens: 2 })).toEqual({ inputTokens: 5, outputTokens: 2 });
-    expect(readUsage(null)).toBeUndefined();
-    expect(readUsage({ total_tokens: 9 })).toBeUndefined();
-  });
 });
