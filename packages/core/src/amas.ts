@@ -27,6 +27,7 @@ import { RedisStore, type RedisStoreOptions } from './stores/redis-store.js';
 import type { Store } from './stores/store.js';
 import { TieredCache } from './cache/tiered-cache.js';
 import { SemanticCache, type SemanticCacheOptions } from './semantic/semantic-cache.js';
+import { AiService, type AiOptions } from './ai/ai-service.js';
 import type { TieredCacheOptions } from './cache/tiered-cache-options.js';
 
 const AMAS_BRAND = Symbol.for('amas.instance');
@@ -66,6 +67,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
   private readonly owned: Array<{ close(): void | Promise<void> } | { dispose(): void }> = [];
   private tieredCache: TieredCache | undefined;
   private defaultSemantic: SemanticCache | undefined;
+  private aiService: AiService | undefined;
   private closed = false;
 
   constructor(options: AmasOptions = {}) {
@@ -120,6 +122,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
       // Built now when configured, so a bad cache option fails at start-up like every other option.
       if (this.options.cache !== undefined) this.buildCache();
       if (this.options.semanticCache !== undefined) this.buildSemantic();
+      if (this.options.ai !== undefined) this.buildAi();
       // Compile the global HTTP options once now, so a bad global limit or breaker fails at start-up.
       this.http.compile({});
     } catch (error) {
@@ -152,6 +155,29 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
     this.owned.push(this.tieredCache);
     this.metrics.watchCache(this.tieredCache);
     return this.tieredCache;
+  }
+
+  /**
+   * The AI provider layer of the `ai` option: `amas.ai.chat(body, { user })`, `chatStream`, `embeddings`,
+   * `usage`, `budget`, `recommendations`. Calls are routed across the configured endpoints, budgets are
+   * enforced before each call, and usage and cost are recorded (in the engine's store when it has one).
+   */
+  get ai(): AiService {
+    if (this.aiService === undefined) {
+      throw new InvalidOptionError([{ path: 'ai', received: 'undefined', expected: 'the ai option ({ models: { "<model>": { endpoints: [{ url }] } } }) before amas.ai is used' }], 'AMAS options');
+    }
+    return this.aiService;
+  }
+
+  private buildAi(): void {
+    const breakers = this.breakers;
+    this.aiService = new AiService(this.options.ai as unknown as AiOptions, {
+      ...(this.store !== undefined && { store: this.store }),
+      breakers: { get: (name, overrides) => breakers.get(name, overrides as CircuitBreakerOptions | undefined) },
+      clock: this.clock,
+      logger: this.logger,
+    });
+    this.owned.push(this.aiService);
   }
 
   /**

@@ -104,3 +104,13 @@ export { watchStreamUsage, type StreamOutcome, type StreamUsageOptions } from '.
 export { countTextTokens, countChatTokens, estimateRequestTokens, requestKind, usageFromResponse, usageFromStreamChunks, StreamUsageCounter, imageTokens, imageSizeFromDataUrl, modelTokenizer, preloadEncodings, loadedEncodings, normalizeModelId, type TokenCount, type ChatCountOptions, type TextCountOptions, type Estimator, type ImageSize, type RequestKind, type RequestEstimate, type RequestEstimateOptions, type StreamUsage, type StreamCountOptions, type EncodingName, type ModelTokenizer } from './ai/token-counter.js';
 export { PriceTable, createPriceTable, costOf, blended, priceTableOptionsSchema, DEFAULT_PRICES, DEFAULT_ALIASES, DEFAULT_GROUPS, PRICE_TABLE_AS_OF, PRICE_SOURCES, type PriceTableOptions, type PriceOverride, type PriceEntry, type ResolvedPrice } from './ai/pricing.js';
 export * from './policies/micro-batcher.js';
+export { CostTracker, type CostTrackerOptions, type TrackRequestInput, type ReserveInput, type SummaryQuery, type ListRecordsQuery, type CostTrackerEvents, type CostTrackerStats } from './ai/cost-tracker.js';
+export { Budgets, periodOf, type BudgetScope, type BudgetPeriod, type BudgetScopeKind, type BudgetReservation, type ReservedBudget, type BudgetStatus, type BudgetAlert, type BudgetExceededEvent, type BudgetSettlement, type BudgetsEvents, type BudgetsStats, type PeriodWindow } from './ai/budgets.js';
+export type { BudgetLimits, BudgetRules, BudgetsOptions, BudgetAlertOptions, RecordBatchingOptions, MemoryUsageRecordsOptions, RedisUsageRecordsOptions, PostgresUsageRecordsOptions, PgQueryable, RecommendationOptions, DayInput } from './ai/cost-options.js';
+export { MemoryUsageRecords, RecordBuffer, summarize, type UsageRecord, type UsageRecordStore, type UsageRecordStats, type UsageSummary, type UsageTotals, type UsageScope, type DayRange, type DailyUsage, type PromptStat, type RecordQuery, type RecordBatch } from './ai/usage-records.js';
+export { RedisUsageRecords } from './ai/usage-records-redis.js';
+export { PostgresUsageRecords } from './ai/usage-records-postgres.js';
+export { getRecommendations, recommend, type Recommendation, type CheaperModelRecommendation, type RepeatedPromptsRecommendation, type TruncatedRecommendation, type ErrorsRecommendation, type UsageFacts } from './ai/recommendations.js';
+export { AiService, type AiOptions, type AiCallOptions, type AiCallResult, type AiStreamResult, type AiServiceDeps } from './ai/ai-service.js';
+export { EmbeddingBatcher, type EmbeddingBatchOptions, type EmbeddingAnswer } from './ai/embedding-batcher.js';
+export { serveAi, serveAiRequest, serveAiUsage, callerOf, type AiEndpoint, type AiHost, type ServeAiOptions } from './http/ai-handler.js';

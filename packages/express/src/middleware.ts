@@ -6,7 +6,10 @@ import {
   REJECTION_CONTENT_TYPE,
   rejectionJson,
   resolveAmas,
+  serveAiRequest,
+  serveAiUsage,
   writeSharedResponse,
+  type AiEndpoint,
   type Admission,
   type Amas,
   type AmasOptions,
@@ -33,6 +36,14 @@ export interface AmasMiddleware extends RequestHandler {
   metricsHandler(): RequestHandler;
   /** Renders AMAS errors thrown by handlers as the same 429/503/504 responses the middleware sends. */
   errorHandler(): ErrorRequestHandler;
+  /**
+   * A handler serving OpenAI-compatible calls through `amas.ai` (routing, budgets, usage records), after a
+   * JSON body parser: `app.post('/v1/chat/completions', express.json(), amas.aiHandler('chat'))`. Streams pass
+   * through as they arrive; the caller is the request's identity, as for limits.
+   */
+  aiHandler(endpoint: AiEndpoint, options?: { usageHeaders?: boolean }): RequestHandler;
+  /** A handler answering the caller's own usage, budgets and recommendations as JSON. */
+  aiUsageHandler(): RequestHandler;
   /** Closes the engine if this middleware created it (an instance you passed in stays open). */
   close(): Promise<void>;
 }
@@ -58,15 +69,7 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
   const instrumentOptions = { maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes, routeAtEnd: routePattern };
 
   const run = (route: CompiledRoute, req: AmasRequest, res: Response, next: NextFunction) => {
-    const neutral: NeutralRequest = {
-      method: req.method,
-      url: req.originalUrl ?? req.url,
-      route: req.route ? `${req.baseUrl}${String(req.route.path)}` : undefined,
-      headers: req.headers,
-      ip: req.socket?.remoteAddress,
-      user: req.user,
-      body: req.body,
-    };
+    const neutral = neutralOf(req);
     let admission: Admission | Promise<Admission>;
     try {
       admission = amas.http.admit(neutral, route);
@@ -123,10 +126,27 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
     }
   };
   middleware.errorHandler = () => amasErrorHandler(amas);
+  middleware.aiHandler = (endpoint: AiEndpoint, options: { usageHeaders?: boolean } = {}) => {
+    if (endpoint !== 'chat' && endpoint !== 'embeddings') throw new TypeError(`aiHandler: endpoint must be 'chat' or 'embeddings', received ${JSON.stringify(endpoint)}`);
+    return (req: Request, res: Response) => void serveAiRequest(amas, endpoint, neutralOf(req as AmasRequest), res, options);
+  };
+  middleware.aiUsageHandler = () => (req: Request, res: Response) => void serveAiUsage(amas, neutralOf(req as AmasRequest), res);
   middleware.close = async () => {
     if (owned) await amas.close();
   };
   return middleware;
+}
+
+function neutralOf(req: AmasRequest): NeutralRequest {
+  return {
+    method: req.method,
+    url: req.originalUrl ?? req.url,
+    route: req.route ? `${req.baseUrl}${String(req.route.path)}` : undefined,
+    headers: req.headers,
+    ip: req.socket?.remoteAddress,
+    user: req.user,
+    body: req.body,
+  };
 }
 
 /** Express error middleware rendering AMAS errors exactly like the middleware's own rejections. */

@@ -3,3 +3,4 @@ export { amasErrorHandler, replyWithAmasError, type FastifyErrorHandler } from '
 export { metricsHandler } from './metrics-handler.js';
 export { sendRejection } from './rejection-reply.js';
 export type { AmasFastifyOptions, AmasFastifyAdapterOptions, RejectionMode, ErrorHandlerMode } from './options.js';
+export { aiHandler, aiUsageHandler } from './ai-handlers.js';

@@ -14,6 +14,7 @@ import { InvalidOptionError, describeValue, isAmas, resolveAmas, type Amas, type
 import { AMAS, AMAS_HANDLE } from './constants.js';
 import { AmasExceptionFilter } from './amas-exception.filter.js';
 import { AmasGuard } from './amas.guard.js';
+import { AmasAiHandler } from './ai-handler.js';
 import { AmasResponseInterceptor } from './response.interceptor.js';
 import { AmasExplorer } from './explorer.js';
 import { createAmasMetricsController } from './metrics.controller.js';
@@ -97,6 +98,7 @@ export class AmasModule {
       AmasGuard,
       AmasExceptionFilter,
       AmasResponseInterceptor,
+      AmasAiHandler,
     ];
     if (guard) providers.push({ provide: APP_GUARD, useExisting: AmasGuard });
     if (filter) providers.push({ provide: APP_FILTER, useExisting: AmasExceptionFilter });
@@ -107,7 +109,7 @@ export class AmasModule {
       imports: [DiscoveryModule, ...imports],
       controllers: metricsPath === undefined ? [] : [createAmasMetricsController(metricsPath)],
       providers,
-      exports: [AMAS, AmasRouteRegistry, AmasGuard, AmasExceptionFilter, AmasResponseInterceptor],
+      exports: [AMAS, AmasRouteRegistry, AmasGuard, AmasExceptionFilter, AmasResponseInterceptor, AmasAiHandler],
     };
   }
 }

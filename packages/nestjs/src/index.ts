@@ -24,3 +24,4 @@ export { AmasHttpException } from './exceptions.js';
 export { AmasRouteRegistry } from './route-registry.js';
 export { AmasExplorer } from './explorer.js';
 export { createAmasMetricsController } from './metrics.controller.js';
+export { AmasAiHandler } from './ai-handler.js';

@@ -122,6 +122,11 @@ export const amasOptionsSchema = z
    * `clock` and `logger`, validated when it is first built. Its entries live in the engine's store.
    */
   semanticCache: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * The AI provider layer (`amas.ai`): models and their endpoints, client, prices, budgets, records; see
+   * ai/ai-service.ts. Validated when the engine is built.
+   */
+  ai: z.record(z.string(), z.unknown()).optional(),
   clock: clockSchema.optional(),
   logger: loggerSchema
     .optional(),
