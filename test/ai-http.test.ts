@@ -17,7 +17,7 @@ import { Controller, Get, Inject, Module, Post, Req, Res } from '@nestjs/common'
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { createPriceTable, silentLogger, type Amas, type AmasOptions } from '@amas/core';
+import { createPriceTable, silentLogger, type Amas, type AmasOptions, type NeutralRequest } from '@amas/core';
 import { amasMiddleware } from '@amas/express';
 import amasPlugin, { aiHandler, aiUsageHandler } from '@amas/fastify';
 import { AMAS, AmasAiHandler, AmasModule } from '@amas/nestjs';
@@ -39,7 +39,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function engineOptions(): AmasOptions {
   return {
     logger: silentLogger,
-    http: { identity: (req) => (typeof req.headers['x-user'] === 'string' ? req.headers['x-user'] : undefined) },
+    http: { identity: (req: NeutralRequest) => (typeof req.headers['x-user'] === 'string' ? req.headers['x-user'] : undefined) },
     ai: {
       models: {
         'gpt-4o-mini': { endpoints: [{ url: primary.url, id: 'primary' }, { url: secondary.url, id: 'secondary' }] },
