@@ -177,6 +177,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
       clock: this.clock,
       logger: this.logger,
     });
+    this.metrics.watchAi(this.aiService);
     this.owned.push(this.aiService);
   }
 

@@ -114,3 +114,4 @@ export { getRecommendations, recommend, type Recommendation, type CheaperModelRe
 export { AiService, type AiOptions, type AiCallOptions, type AiCallResult, type AiStreamResult, type AiServiceDeps } from './ai/ai-service.js';
 export { EmbeddingBatcher, type EmbeddingBatchOptions, type EmbeddingAnswer } from './ai/embedding-batcher.js';
 export { serveAi, serveAiRequest, serveAiUsage, callerOf, type AiEndpoint, type AiHost, type ServeAiOptions } from './http/ai-handler.js';
+export { AiMetrics } from './metrics/ai-metrics.js';

@@ -6,6 +6,8 @@ import { CacheMetrics } from './cache-metrics.js';
 import type { SemanticCache } from '../semantic/semantic-cache.js';
 import { SemanticCacheMetrics } from './semantic-cache-metrics.js';
 import type { TieredCache } from '../cache/tiered-cache.js';
+import type { AiService } from '../ai/ai-service.js';
+import { AiMetrics } from './ai-metrics.js';
 
 export interface MetricsOptions {
   /** A prom-client Registry to register into (e.g. the app's own); default: a new one owned by the instance. */
@@ -44,6 +46,7 @@ export class AmasMetrics {
   readonly httpCache: FastCounter;
   private cacheMetrics: CacheMetrics | undefined;
   private semanticMetrics: SemanticCacheMetrics | undefined;
+  private aiMetrics: AiMetrics | undefined;
   private readonly prefix: string;
   /** Per limit name: its [allowed, limited] series. */
   private readonly limitSeries = new Map<string, [CounterSeriesRef, CounterSeriesRef]>();
@@ -149,6 +152,11 @@ export class AmasMetrics {
     (this.semanticMetrics ??= new SemanticCacheMetrics(this.registry, this.prefix)).watch(cache);
   }
 
+  /** Exports an AI service's metrics: endpoints, pools, fallbacks, retries, tokens, cost, budgets (see AiMetrics). */
+  watchAi(service: AiService): void {
+    (this.aiMetrics ??= new AiMetrics(this.registry, this.prefix)).watch(service);
+  }
+
   /** The label value for a route: its pattern while under the cap, else `other`. */
   routeLabel(route: string | undefined): string {
     if (!route) return 'unmatched';
@@ -165,6 +173,8 @@ export class AmasMetrics {
 
   /** Removes AMAS metrics from a registry the user passed in (an owned registry is simply dropped). */
   close(): void {
+    // Listeners on the AI service go whoever owns the registry.
+    this.aiMetrics?.detach();
     if (this.ownsRegistry) return;
     this.requests.unregister();
     this.rateLimitDecisions.unregister();
@@ -172,6 +182,7 @@ export class AmasMetrics {
     this.httpCache.unregister();
     this.cacheMetrics?.unregister();
     this.semanticMetrics?.unregister();
+    this.aiMetrics?.unregister();
     for (const metric of [this.breakerState, this.breakerTransitions, this.breakerCalls]) {
       this.registry.removeSingleMetric((metric as unknown as { name: string }).name);
     }
