@@ -216,6 +216,13 @@ describe('AiMetrics', () => {
     expect(sumOf(exp, 'amas_ai_fallbacks_total')).toBe(1);
     expect(value('amas_ai_retries_total', { model: 'flaky' })).toBe(1);
     expect(value('amas_ai_retries_total', { model: 'broken' })).toBe(0);
+    // Every upstream call by outcome, and its duration (4 gpt-4o-mini answers of 250 ms each on mini-a)
+    expect(value('amas_ai_attempts_total', { model: 'gpt-4o-mini', endpoint: 'mini-a', outcome: 'success' })).toBe(4);
+    expect(value('amas_ai_attempts_total', { model: 'flaky', endpoint: 'flaky-1', outcome: 'server_error' })).toBe(1);
+    expect(value('amas_ai_attempts_total', { model: 'broken', endpoint: 'broken-1', outcome: 'server_error' })).toBe(1);
+    expect(value('amas_ai_request_duration_seconds_count', { model: 'gpt-4o-mini', endpoint: 'mini-a' })).toBe(4);
+    expect(value('amas_ai_request_duration_seconds_bucket', { model: 'gpt-4o-mini', endpoint: 'mini-a', le: '0.1' })).toBe(0);
+    expect(value('amas_ai_request_duration_seconds_bucket', { model: 'gpt-4o-mini', endpoint: 'mini-a', le: '0.25' })).toBe(4);
     // Tokens: 4 billed gpt-4o-mini calls of 10 in (4 cached) and 5 out; 2 flaky ones
     expect(value('amas_ai_tokens_total', { provider: 'openai', model: 'gpt-4o-mini', type: 'input' })).toBe(24);
     expect(value('amas_ai_tokens_total', { provider: 'openai', model: 'gpt-4o-mini', type: 'cached' })).toBe(16);
@@ -371,5 +378,11 @@ function lint(exp: Exposition): void {
     expect(name).toMatch(/^[a-z][a-z0-9_]*$/);
     expect(name).not.toMatch(/_(ms|milliseconds|dollars)(_|$)/);
   }
-  for (const family of families) if (family.includes('_ai_')) expect(exp.types.has(family), `TYPE of ${family}`).toBe(true);
+  for (const family of families) {
+    if (!family.includes('_ai_')) continue;
+    // A histogram's series carry _bucket, _sum and _count on the family's name.
+    const base = family.replace(/_(bucket|sum|count)$/, '');
+    const typed = exp.types.has(family) || (base !== family && exp.types.get(base) === 'histogram');
+    expect(typed, `TYPE of ${family}`).toBe(true);
+  }
 }

@@ -122,7 +122,12 @@ export type ModelRouterEvents = {
   retry: { model: string; endpoint: string; attempt: number; delayMs: number; error: unknown };
   cooldown: { model: string; endpoint: string; retryAfterMs: number; until: number };
   breakerStateChange: { model: string; endpoint: string; breaker: string; from: BreakerState; to: BreakerState; reason: string };
+  /** Every upstream call, when it ends (for metrics): how it went and how long it took. */
+  attempt: { model: string; endpoint: string; outcome: AttemptOutcomeClass; status?: number; latencyMs: number; stream: boolean };
 };
+
+/** How one upstream call ended, in classes bounded enough to be metric labels. */
+export type AttemptOutcomeClass = 'success' | 'client_error' | 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'aborted' | 'other';
 
 type FailureKind = 'abort' | 'http' | 'network' | 'timeout' | 'breaker-open' | 'no-eligible-endpoint' | 'other';
 
@@ -143,6 +148,13 @@ function failureKind(error: unknown): { kind: FailureKind; status?: number } {
   if (!isAmasError(error) && typeof e.status === 'number') return { kind: 'http', status: e.status };
   if (isRetryableError(error)) return { kind: 'network' };
   return { kind: 'other' };
+}
+
+function outcomeClass(kind: FailureKind, status: number | undefined): AttemptOutcomeClass {
+  if (kind === 'http' && status !== undefined) return status === 429 ? 'rate_limited' : status >= 500 ? 'server_error' : status >= 400 ? 'client_error' : 'other';
+  if (kind === 'network' || kind === 'timeout') return kind;
+  if (kind === 'abort') return 'aborted';
+  return 'other';
 }
 
 /** The router's default retry test: 408, 429, 5xx, network failures and timeouts. */
@@ -662,9 +674,15 @@ export class ModelRouter {
         permit.release();
         const aborted = error instanceof AbortedError ? error : abortedBy(signal);
         attempts.push({ endpoint: ep.id, model: g.name, error: aborted, latencyMs });
+        if (this.emitter.has('attempt')) this.emitter.emit('attempt', { model: g.name, endpoint: ep.id, outcome: 'aborted', latencyMs, stream });
         throw aborted;
       }
-      return this.failed(g, ep, permit, error, latencyMs, attempts, attemptNo);
+      const outcome = this.failed(g, ep, permit, error, latencyMs, attempts, attemptNo);
+      if (this.emitter.has('attempt')) {
+        const { kind, status } = failureKind(error);
+        this.emitter.emit('attempt', { model: g.name, endpoint: ep.id, outcome: outcomeClass(kind, status), ...(status !== undefined && { status }), latencyMs, stream });
+      }
+      return outcome;
     }
 
     const measured = this.clock.now() - start;
@@ -674,6 +692,7 @@ export class ModelRouter {
     ep.ewma.record(latencyMs, this.clock.now());
     ep.successes++;
     attempts.push({ endpoint: ep.id, model: g.name, status: response.status, latencyMs });
+    if (this.emitter.has('attempt')) this.emitter.emit('attempt', { model: g.name, endpoint: ep.id, outcome: 'success', status: response.status, latencyMs, stream });
     return { ok: true, response: response as R };
   }
 

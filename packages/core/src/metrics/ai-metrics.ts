@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { registerCollected, type Sample } from './collected-metric.js';
 import type { AiService } from '../ai/ai-service.js';
 
@@ -12,6 +12,8 @@ interface Watched {
   providers: Set<string>;
   /** `scheme://host:port` of the configured endpoints: the pool label values. */
   origins: Set<string>;
+  /** Configured endpoint ids: the endpoint label values. */
+  endpoints: Set<string>;
   detach: Array<() => void>;
 }
 
@@ -64,6 +66,8 @@ export class AiMetrics {
   readonly savedCost: Counter<'provider' | 'model'>;
   readonly budgetRejections: Counter<'scope'>;
   readonly budgetAlerts: Counter<'share'>;
+  readonly attempts: Counter<'model' | 'endpoint' | 'outcome'>;
+  readonly duration: Histogram<'model' | 'endpoint'>;
 
   constructor(
     private readonly registry: Registry,
@@ -126,6 +130,19 @@ export class AiMetrics {
     this.cost = this.counter(new Counter({ name: `${p}cost_usd_total`, help: 'Dollars spent on AI calls (price table)', labelNames: ['provider', 'model'], registers }));
     this.savedCost = this.counter(new Counter({ name: `${p}cost_saved_usd_total`, help: 'Dollars AI answers served from a cache would have cost', labelNames: ['provider', 'model'], registers }));
     this.budgetRejections = this.counter(new Counter({ name: `${p}budget_rejections_total`, help: 'AI calls refused before any upstream call because a budget was exhausted, by budget scope (user, team)', labelNames: ['scope'], registers }));
+    this.attempts = this.counter(
+      new Counter({ name: `${p}attempts_total`, help: 'AI upstream calls (each retry and fallback counted) by outcome: success, client_error, rate_limited, server_error, network, timeout, aborted, other', labelNames: ['model', 'endpoint', 'outcome'], registers }),
+    );
+    this.duration = this.counter(
+      new Histogram<'model' | 'endpoint'>({
+        name: `${p}request_duration_seconds`,
+        help: 'Duration of AI upstream calls (streams: to the first byte), by model and endpoint',
+        labelNames: ['model', 'endpoint'],
+        // LLM calls run from tens of milliseconds (embeddings, cached prompts) to minutes (long generations).
+        buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
+        registers,
+      }),
+    );
     this.budgetAlerts = this.counter(new Counter({ name: `${p}budget_alerts_total`, help: 'Times spend crossed a configured share of a budget (first time in its period)', labelNames: ['share'], registers }));
   }
 
@@ -133,11 +150,12 @@ export class AiMetrics {
   watch(service: AiService): void {
     if (this.services.has(service)) return;
     const stats = service.router.stats();
-    const w: Watched = { models: new Set(), providers: new Set(), origins: new Set(), detach: [] };
+    const w: Watched = { models: new Set(), providers: new Set(), origins: new Set(), endpoints: new Set(), detach: [] };
     for (const m of Object.values(stats)) {
       w.models.add(m.model);
       for (const e of m.endpoints) {
         w.providers.add(e.provider);
+        w.endpoints.add(e.id);
         const origin = originOf(e.url);
         if (origin !== undefined) w.origins.add(origin);
       }
@@ -156,6 +174,11 @@ export class AiMetrics {
     w.detach.push(
       service.router.on('fallback', (e) => this.fallbacks.inc({ from: model(e.from), to: model(e.to) })),
       service.router.on('retry', (e) => this.retries.inc({ model: model(e.model) })),
+      service.router.on('attempt', (e) => {
+        const labels = { model: model(e.model), endpoint: w.endpoints.has(e.endpoint) ? e.endpoint : OTHER };
+        this.attempts.inc({ ...labels, outcome: e.outcome });
+        if (e.outcome !== 'aborted') this.duration.observe(labels, e.latencyMs / 1000);
+      }),
       service.costs.on('record', (r) => {
         // A failed call bills nothing (and names the model the caller asked for, which may be anything).
         if (r.status !== 'ok') return;
@@ -215,7 +238,8 @@ export class AiMetrics {
     this.names.push(registerCollected(this.registry, name, type, help, values));
   }
 
-  private counter<T extends Counter<string>>(metric: T): T {
+  /** Remembers a metric created with `registers` (so unregister() removes it). */
+  private counter<T extends Counter<string> | Histogram<string>>(metric: T): T {
     this.names.push((metric as unknown as { name: string }).name);
     return metric;
   }
