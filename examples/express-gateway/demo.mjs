@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { startMockProvider } from '@amas/loadtest';
-import { createGateway } from './gateway.mjs';
+import { breakerName, createGateway } from './gateway.mjs';
 
 /** The scripted run's settings; small numbers so the whole run takes a few seconds. */
 export const DEMO = Object.freeze({
@@ -28,6 +28,8 @@ export const DEMO = Object.freeze({
   outageRequests: 9,
   cacheRepeats: 3,
   /** Asked first, then reworded (answered from the semantic cache), then changed in one detail (it must not be). */
+  /** dave's daily budget (USD): a short answer fits, one asking for 4000 tokens does not. */
+  budget: { user: 'dave', day: 0.0015, smallMaxTokens: 100, bigMaxTokens: 4000 },
   semantic: {
     question: 'How do I reverse a list in Python?',
     paraphrases: ['In Python, how can a list be reversed?', 'How can I reverse a Python list?'],
@@ -36,6 +38,8 @@ export const DEMO = Object.freeze({
 });
 
 const MODEL = 'gpt-4o-mini';
+/** The breaker of the chat model's provider endpoint (one per model and endpoint). */
+const CHAT_BREAKER = breakerName(MODEL);
 const chatBody = (prompt, extra = {}) => ({ model: MODEL, messages: [{ role: 'user', content: prompt }], ...extra });
 
 export async function runDemo() {
@@ -46,6 +50,7 @@ export async function runDemo() {
     providerUrl: mock.url,
     logger,
     amas: { limits: { 'per-user': DEMO.limit }, breakers: { provider: DEMO.breaker } },
+    budgets: { users: { [DEMO.budget.user]: { day: DEMO.budget.day } } },
     retry: DEMO.retry,
     timeoutMs: DEMO.timeoutMs,
   });
@@ -56,7 +61,7 @@ export async function runDemo() {
   const transitions = [];
   let phase = 'setup';
   gateway.amas.breakers.on('stateChange', (e) => {
-    if (e.name === 'provider') transitions.push({ atMs: since(), from: e.from, to: e.to, reason: e.reason, phase });
+    if (e.name === CHAT_BREAKER) transitions.push({ atMs: since(), from: e.from, to: e.to, reason: e.reason, phase });
   });
 
   try {
@@ -80,7 +85,8 @@ export async function runDemo() {
         dedup: res.headers.get('x-amas-dedup'),
         cache: res.headers.get('x-cache'),
         similarity: res.headers.get('x-amas-semantic-score'),
-        attempts: Number(res.headers.get('x-upstream-attempts') ?? 0),
+        attempts: Number(res.headers.get('x-amas-attempts') ?? 0),
+        cost: res.headers.get('x-amas-cost') === null ? undefined : Number(res.headers.get('x-amas-cost')),
         retryAfter: res.headers.get('retry-after'),
         rateLimit: res.headers.get('ratelimit'),
         stream: body.stream === true,
@@ -174,6 +180,14 @@ export async function runDemo() {
       }
     });
 
+    // 2d. Budgets: dave's daily budget affords a short answer; a call asking for 4000 tokens could cost more
+    // than what is left, so it is refused before it reaches the provider.
+    await runPhase('budgets', async () => {
+      const { user, smallMaxTokens, bigMaxTokens } = DEMO.budget;
+      await chat(user, 'Summarise our refund policy in two lines.', { max_tokens: smallMaxTokens });
+      await chat(user, 'Write the full refund policy handbook.', { max_tokens: bigMaxTokens });
+    });
+
     // 3. A greedy user fires far more than the per-user limit while the others keep working.
     await runPhase('greedy user', async () => {
       const batches = 5;
@@ -209,7 +223,10 @@ export async function runDemo() {
     });
     phase = 'done';
 
-    return buildReport({ results, phases, transitions, streamChecks, semanticChecks, mock, gateway, warnings, durationMs: since(), urls: { provider: mock.url, gateway: url } });
+    await gateway.amas.ai.costs.flush();
+    const spend = {};
+    for (const user of [...DEMO.users, DEMO.greedyUser, DEMO.budget.user]) spend[user] = await gateway.amas.ai.usage({ user });
+    return buildReport({ results, phases, transitions, streamChecks, semanticChecks, spend, mock, gateway, warnings, durationMs: since(), urls: { provider: mock.url, gateway: url } });
   } finally {
     await gateway.close();
     await mock.close();
@@ -219,6 +236,7 @@ export async function runDemo() {
 function outcomeOf(r) {
   if (r.status === 200) return r.dedup === 'shared' ? 'ok (shared)' : r.cache === 'HIT' ? 'ok (cache hit)' : r.cache === 'SEMANTIC-HIT' ? 'ok (semantic hit)' : 'ok';
   if (r.status === 429 && r.code === 'AMAS_RATE_LIMITED') return 'rate limited';
+  if (r.status === 429 && r.code === 'AMAS_BUDGET_EXCEEDED') return 'over budget';
   if (r.status === 503 && r.code === 'AMAS_BREAKER_OPEN') return 'breaker open (fast fail)';
   if (r.status === 504) return 'timeout';
   return 'upstream error';
@@ -233,7 +251,7 @@ function countBy(items, key) {
   return out;
 }
 
-function buildReport({ results, phases, transitions, streamChecks, semanticChecks, mock, gateway, warnings, durationMs, urls }) {
+function buildReport({ results, phases, transitions, streamChecks, semanticChecks, spend, mock, gateway, warnings, durationMs, urls }) {
   const upstream = mock.stats();
   const allUsers = [...DEMO.users, DEMO.greedyUser];
   const users = {};
@@ -273,10 +291,10 @@ function buildReport({ results, phases, transitions, streamChecks, semanticCheck
     users,
     limitRejections: Object.fromEntries(allUsers.map((u) => [u, users[u].limited])),
     breaker: {
-      name: 'provider',
+      name: CHAT_BREAKER,
       transitions,
-      finalState: gateway.amas.breaker('provider').getState(),
-      stats: gateway.amas.breaker('provider').stats().totals,
+      finalState: gateway.amas.breaker(CHAT_BREAKER).getState(),
+      stats: gateway.amas.breaker(CHAT_BREAKER).stats().totals,
     },
     dedup: {
       clientRequests: burst.clientRequests,
@@ -290,7 +308,9 @@ function buildReport({ results, phases, transitions, streamChecks, semanticCheck
       hits: results.filter((r) => r.phase === 'cache' && r.cache === 'HIT').length,
       misses: results.filter((r) => r.phase === 'cache' && r.cache === 'MISS').length,
     },
-    semantic: {
+    /** dave's daily budget (USD): a short answer fits, one asking for 4000 tokens does not. */
+  budget: { user: 'dave', day: 0.0015, smallMaxTokens: 100, bigMaxTokens: 4000 },
+  semantic: {
       clientRequests: phase('semantic cache').clientRequests,
       upstreamCalls: phase('semantic cache').upstreamCalls,
       hits: results.filter((r) => r.phase === 'semantic cache' && r.cache === 'SEMANTIC-HIT').length,
@@ -298,6 +318,13 @@ function buildReport({ results, phases, transitions, streamChecks, semanticCheck
       nearMissesAnsweredUpstream: semanticChecks.filter((s) => s.nearMiss?.status === 200 && s.nearMiss.cache === 'MISS').length,
       stats: gateway.amas.semantic.stats(),
     },
+    budgets: {
+      user: DEMO.budget.user,
+      dailyBudgetUsd: DEMO.budget.day,
+      results: results.filter((r) => r.phase === 'budgets').map((r) => ({ status: r.status, code: r.code ?? null, cost: r.cost ?? null })),
+      upstreamCalls: phase('budgets').upstreamCalls,
+    },
+    spend: Object.fromEntries(Object.entries(spend).map(([user, s]) => [user, { requests: s.requests, inputTokens: s.inputTokens, outputTokens: s.outputTokens, costUsd: s.cost }])),
     outage: {
       clientRequests: outage.clientRequests,
       upstreamCalls: outage.upstreamCalls,
@@ -314,7 +341,7 @@ function buildReport({ results, phases, transitions, streamChecks, semanticCheck
   const openIdx = breakerPath.indexOf('closed->open');
   const closeIdx = breakerPath.lastIndexOf('half-open->closed');
   const others = DEMO.users.filter((u) => users[u].limited > 0);
-  const notOutage = results.filter((r) => r.user !== DEMO.greedyUser && r.phase !== 'provider outage');
+  const notOutage = results.filter((r) => DEMO.users.includes(r.user) && r.phase !== 'provider outage');
   const minSaved = Math.ceil(burst.clientRequests / 2);
   const check = (name, pass, detail) => ({ name, pass: Boolean(pass), detail });
   report.checks = [
@@ -334,6 +361,12 @@ function buildReport({ results, phases, transitions, streamChecks, semanticCheck
         semanticChecks.every((s) => s.answers.every((a) => a.cache === 'SEMANTIC-HIT' && a.content === s.first) && s.nearMiss?.cache === 'MISS' && s.nearMiss.content !== s.first) &&
         report.semantic.upstreamCalls === 2 * DEMO.users.length,
       `${report.semantic.clientRequests} requests -> ${report.semantic.upstreamCalls} upstream calls (${report.semantic.hits} SEMANTIC-HIT, ${report.semantic.nearMissesAnsweredUpstream} near-misses sent upstream)`),
+    check(`${DEMO.budget.user}'s budget let a short answer through and refused a call that could exceed it, before any upstream call`,
+      report.budgets.results.length === 2 && report.budgets.results[0].status === 200 && report.budgets.results[0].cost > 0 &&
+        report.budgets.results[1].status === 429 && report.budgets.results[1].code === 'AMAS_BUDGET_EXCEEDED' && report.budgets.upstreamCalls === 1,
+      report.budgets.results.map((r) => `${r.status}${r.code ? ` ${r.code}` : ''}${r.cost ? ` $${r.cost.toFixed(6)}` : ''}`).join(', ')),
+    check('every user\'s tokens and cost were recorded', Object.values(report.spend).every((s) => s.requests > 0 && s.costUsd > 0),
+      Object.entries(report.spend).map(([u, s]) => `${u}: ${s.requests} calls $${s.costUsd.toFixed(6)}`).join(', ')),
     check('streaming passed through intact', streamChecks.length === DEMO.users.length && streamChecks.every((s) => s.same && s.chunks > 2),
       `${report.streaming.reassembledMatches}/${streamChecks.length} streams reassembled to the non-streamed reply`),
     check('breaker opened during outage', transitions.some((t) => t.to === 'open' && t.phase === 'provider outage'),
@@ -385,6 +418,12 @@ export function formatReport(r) {
   out();
   out('Semantic cache (temperature 0)');
   out(`  ${r.semantic.clientRequests} requests -> ${r.semantic.upstreamCalls} upstream calls: ${r.semantic.hits} X-Cache SEMANTIC-HIT (similarity ${r.semantic.similarities.map((x) => x.toFixed(2)).join(', ')}), ${r.semantic.nearMissesAnsweredUpstream} near-misses ("${DEMO.semantic.nearMiss}") sent upstream; ${r.semantic.stats.vetoedNearMisses} vetoed by the guard`);
+  out();
+  out(`Budgets (${r.budgets.user}: $${r.budgets.dailyBudgetUsd} a day)`);
+  out(`  ${r.budgets.results.map((x) => `${x.status}${x.code ? ` ${x.code}` : ''}${x.cost ? ` ($${x.cost.toFixed(6)})` : ''}`).join(', ')}; ${r.budgets.upstreamCalls} upstream call`);
+  out();
+  out('Spend per user (tokens in / out, USD)');
+  for (const [user, x] of Object.entries(r.spend)) out(`  ${pad(user, 8)} ${lpad(x.requests, 3)} calls  ${lpad(x.inputTokens, 6)} / ${lpad(x.outputTokens, 6)} tokens  $${x.costUsd.toFixed(6)}`);
   out();
   out('Outage');
   out(`  ${r.outage.clientRequests} client requests -> ${r.outage.upstreamCalls} upstream calls; ${r.outage.failedFast} failed fast with 503`);

@@ -28,7 +28,7 @@ const providerUrl = process.env.PROVIDER_URL || mock.url;
 
 const gateway = createGateway({ providerUrl, providerApiKey: process.env.PROVIDER_API_KEY || undefined });
 gateway.amas.breakers.on('stateChange', (e) => {
-  if (e.name === 'provider') console.log(`[gateway] breaker "provider": ${e.from} -> ${e.to} (${e.reason})`);
+  if (e.name.startsWith('ai:')) console.log(`[gateway] breaker "${e.name}": ${e.from} -> ${e.to} (${e.reason})`);
 });
 const url = await gateway.listen(port, host);
 

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidOptionError } from '@amas/core';
 import { startMockProvider, type MockProvider, type MockProviderOptions } from '@amas/loadtest';
 // @ts-expect-error plain .mjs example without type declarations
-import { createGateway } from '../gateway.mjs';
+import { breakerName, createGateway } from '../gateway.mjs';
 
 const demoPath = fileURLToPath(new URL('../demo.mjs', import.meta.url));
 const silent = { warn() {}, error() {} };
@@ -58,6 +58,13 @@ describe('demo.mjs --json (real child process, built packages)', () => {
     expect(report.outage.upstreamCalls).toBeLessThan(report.outage.clientRequests);
     expect(report.requests.byOutcome['breaker open (fast fail)']).toBe(report.outage.failedFast);
     expect(report.upstream.inFlight).toBe(0);
+
+    // Budgets and spend: dave's second call was refused before reaching the provider; everyone was billed.
+    expect(report.budgets.results.map((r: { status: number }) => r.status)).toEqual([200, 429]);
+    expect(report.budgets.upstreamCalls).toBe(1);
+    expect(report.requests.byOutcome['over budget']).toBe(1);
+    for (const user of ['alice', 'bob', 'carol', 'mallory', 'dave']) expect(report.spend[user].costUsd, user).toBeGreaterThan(0);
+    expect(report.spend.mallory.requests).toBe(report.users.mallory.ok);
   });
 });
 
@@ -138,7 +145,7 @@ describe('createGateway against the mock provider', () => {
     expect(res.status).toBe(400);
     expect((await res.json()).error.code).toBe('missing_required_parameter');
     expect(mock.stats().chat).toBe(1);
-    expect(gateway.amas.breaker('provider').stats().consecutiveFailures).toBe(0);
+    expect(gateway.amas.breaker(breakerName('gpt-4o-mini')).stats().consecutiveFailures).toBe(0);
   });
 
   it('answers 502 in OpenAI shape when the provider cannot be reached', async () => {

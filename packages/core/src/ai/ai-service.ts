@@ -25,7 +25,7 @@ import type { ProviderTransport, TokenUsage, UpstreamResponse, UpstreamStream } 
 import type { Recommendation } from './recommendations.js';
 import { resolveRouterOptions, type BreakerFactory, type ModelRouteOptions, type ModelRouteSettings } from './router-options.js';
 import { watchStreamUsage, type StreamOutcome } from './stream-usage.js';
-import { countTextTokens, estimateRequestTokens, usageFromResponse } from './token-counter.js';
+import { countTextTokens, estimateRequestTokens, preloadEncodings, usageFromResponse } from './token-counter.js';
 import { PostgresUsageRecords } from './usage-records-postgres.js';
 import type { UsageRecordStore, UsageSummary } from './usage-records.js';
 import type { PostgresUsageRecordsOptions } from './cost-options.js';
@@ -221,6 +221,14 @@ export class AiService {
     const provider = this.providers.get(answer.endpoint) ?? 'openai';
     const cost = await this.track(answer.model, provider, usage, reservation, options, {});
     return { response: answer.response, model: answer.model, endpoint: answer.endpoint, provider, attempts: answer.attempts, usage, cost };
+  }
+
+  /**
+   * Loads the tokenizer tables the configured models need (0.1-0.4 s each), so the first request does not
+   * pay for it. Call it at start-up.
+   */
+  warmUp(): void {
+    preloadEncodings(this.router.models());
   }
 
   /** Spend and tokens of a user (or team, or everyone) over a range of UTC days, by provider, model and day. */
