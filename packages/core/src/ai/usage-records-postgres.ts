@@ -8,6 +8,7 @@
  * `pg` is an optional peer dependency, loaded only when the store creates its own pool.
  */
 import { systemClock } from '../clock.js';
+import { checkConnectionString, createPgPool } from '../util/pg-connect.js';
 import { InvalidOptionError, StoreUnavailableError } from '../errors.js';
 import { parseOptions } from '../options/validate.js';
 import { DAY_MS, postgresUsageRecordsOptionsSchema, type PgQueryable, type PostgresUsageRecordsOptions } from './cost-options.js';
@@ -52,7 +53,6 @@ const COLUMNS = [
 ] as const;
 /** Rows per INSERT: PostgreSQL allows 65 535 parameters a statement. */
 const INSERT_CHUNK = Math.floor(65_535 / COLUMNS.length);
-const CONNECTION_URL_PROTOCOLS = ['postgres:', 'postgresql:', 'socket:'];
 /** Nano-dollars of a numeric sum, exact (numeric arithmetic), as bigint. */
 const nanos = (expr: string) => `coalesce(round(${expr} * 1000000000), 0)::bigint`;
 
@@ -142,7 +142,7 @@ export class PostgresUsageRecords implements UsageRecordStore {
 
   constructor(options: PostgresUsageRecordsOptions) {
     const o = parseOptions(postgresUsageRecordsOptionsSchema, options ?? {}, WHERE);
-    const connectionString = checkConnectionString(o.connectionString);
+    const connectionString = checkConnectionString(o.connectionString, WHERE);
     if ((connectionString === undefined) === (o.pool === undefined)) {
       throw new InvalidOptionError(
         [{ path: 'pool', received: o.pool === undefined ? 'neither' : 'both', expected: 'exactly one of pool or connectionString' }],
@@ -306,10 +306,7 @@ export class PostgresUsageRecords implements UsageRecordStore {
   }
 
   private createPool(): Promise<PgQueryable> {
-    this.creatingPool ??= loadPg().then((pg) => {
-      const pool = new pg.Pool({ connectionString: this.connectionString, connectionTimeoutMillis: this.connectionTimeoutMs });
-      // A broken idle connection emits 'error' on the pool; unheard it would crash the process.
-      pool.on('error', () => undefined);
+    this.creatingPool ??= createPgPool('PostgresUsageRecords', this.connectionString, this.connectionTimeoutMs).then((pool) => {
       this.pool = pool;
       return pool;
     });
@@ -383,36 +380,3 @@ function fromRow(row: Record<string, unknown>): UsageRecord {
   return record;
 }
 
-/** Validates connectionString without ever echoing it (it may hold a password). */
-function checkConnectionString(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  const fail = (received: string): never => {
-    throw new InvalidOptionError([{ path: 'connectionString', received, expected: 'a postgres://, postgresql:// or socket: URL' }], WHERE);
-  };
-  if (typeof value !== 'string') return fail(typeof value === 'object' ? (value === null ? 'null' : 'an object') : typeof value);
-  let protocol: string;
-  try {
-    protocol = new URL(value).protocol;
-  } catch {
-    return fail('a string that is not a URL');
-  }
-  if (!CONNECTION_URL_PROTOCOLS.includes(protocol)) return fail(`a ${protocol}// URL`);
-  return value;
-}
-
-interface PgModule {
-  Pool: new (config: { connectionString?: string; connectionTimeoutMillis?: number }) => PgQueryable & {
-    on(event: 'error', listener: (error: Error) => void): unknown;
-    end(): Promise<void>;
-  };
-}
-
-async function loadPg(): Promise<PgModule> {
-  let mod: { default?: PgModule } & Partial<PgModule>;
-  try {
-    mod = (await import('pg')) as typeof mod;
-  } catch (error) {
-    throw new StoreUnavailableError('PostgresUsageRecords needs the "pg" package to connect: npm install pg (or pass your own pool)', { cause: error });
-  }
-  return mod.Pool ? (mod as PgModule) : mod.default!;
-}

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { checkConnectionString, createPgPool } from '../util/pg-connect.js';
 import { systemClock, type Clock } from '../clock.js';
 import { PeriodicSweep } from './periodic-sweep.js';
 import { InvalidOptionError, StoreUnavailableError } from '../errors.js';
@@ -37,7 +38,6 @@ export interface PostgresLevelOptions {
 const TABLE_PATTERN = /^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$/;
 /** Cache names: like namespaces. No ':', so `<name>:<levelKey>` can never be read two ways. */
 const CACHE_NAME_PATTERN = NAMESPACE_PATTERN;
-const CONNECTION_URL_PROTOCOLS = ['postgres:', 'postgresql:', 'socket:'];
 
 export const postgresLevelOptionsSchema = z.strictObject({
   // Checked separately (checkConnectionString) so an error message never prints a password.
@@ -105,7 +105,7 @@ export class PostgresLevel implements CacheLevel {
 
   constructor(options: PostgresLevelOptions) {
     const o = parseOptions(postgresLevelOptionsSchema, options, WHERE);
-    const connectionString = checkConnectionString(o.connectionString);
+    const connectionString = checkConnectionString(o.connectionString, WHERE);
     if ((connectionString === undefined) === (o.pool === undefined)) {
       throw new InvalidOptionError(
         [{ path: 'pool', received: o.pool === undefined ? 'neither' : 'both', expected: 'exactly one of pool or connectionString' }],
@@ -235,11 +235,7 @@ export class PostgresLevel implements CacheLevel {
   }
 
   private createPool(): Promise<PgPoolLike> {
-    this.creatingPool ??= loadPg().then((pg) => {
-      const pool = new pg.Pool({ connectionString: this.connectionString, connectionTimeoutMillis: this.connectionTimeoutMs });
-      // An idle connection that breaks (server restart) emits 'error' on the pool; unheard, it would crash
-      // the process. The next query reconnects or rejects, which is where the failure is handled.
-      pool.on('error', () => undefined);
+    this.creatingPool ??= createPgPool('PostgresLevel', this.connectionString, this.connectionTimeoutMs).then((pool) => {
       if (this.closed) {
         void pool.end();
         throw new StoreUnavailableError('PostgresLevel is closed');
@@ -338,42 +334,3 @@ function invalidNamespace(namespace: string): InvalidOptionError {
   );
 }
 
-/** Validates connectionString without ever echoing it (it may hold a password). */
-function checkConnectionString(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  const fail = (received: string): never => {
-    throw new InvalidOptionError(
-      [{ path: 'connectionString', received, expected: 'a postgres://, postgresql:// or socket: URL' }],
-      WHERE,
-    );
-  };
-  if (typeof value !== 'string') return fail(typeof value === 'object' ? (value === null ? 'null' : 'an object') : typeof value);
-  let protocol: string;
-  try {
-    protocol = new URL(value).protocol;
-  } catch {
-    return fail('a string that is not a URL');
-  }
-  if (!CONNECTION_URL_PROTOCOLS.includes(protocol)) return fail(`a ${protocol}// URL`);
-  return value;
-}
-
-interface PgModule {
-  Pool: new (config: { connectionString?: string; connectionTimeoutMillis?: number }) => PgPoolLike & {
-    on(event: 'error', listener: (error: Error) => void): unknown;
-    end(): Promise<void>;
-  };
-}
-
-/** `pg` is an optional peer dependency: loaded only when the level has to create a pool. */
-async function loadPg(): Promise<PgModule> {
-  let mod: { default?: PgModule } & Partial<PgModule>;
-  try {
-    mod = (await import('pg')) as typeof mod;
-  } catch (error) {
-    throw new StoreUnavailableError('PostgresLevel needs the "pg" package to connect: npm install pg (or pass your own pool)', {
-      cause: error,
-    });
-  }
-  return mod.Pool ? (mod as PgModule) : mod.default!;
-}

@@ -22,7 +22,7 @@ import { applyFields, parseFields, type FieldSelection } from './field-filter.js
 import type { NeutralRequest } from './neutral-request.js';
 import { PER_RESPONSE_HEADERS } from './per-response-headers.js';
 import { requestCacheKey } from './request-cache-key.js';
-import { compressionSchema, fieldsSchema, responseCacheSchema, semanticCacheSchema } from './response-options.js';
+import { compressionSchema, fieldsSchema, requestWanted, responseCacheSchema, semanticCacheSchema } from './response-options.js';
 import { compileSemanticOptions, planSemantic, type CompiledSemanticOptions, type SemanticAnswer, type SemanticPlan } from './semantic-response.js';
 import type { SemanticCache } from '../semantic/semantic-cache.js';
 
@@ -154,7 +154,7 @@ export class ResponseLayer {
     const plan = new ResponsePlan(this, options, req, selection, encoding === 'identity' ? undefined : encoding);
     const cache = options.cache;
     const method = req.method.toUpperCase();
-    if (cache && cache.methods.has(method) && this.wanted(req, cache.when) && this.bodyKnown(req, method)) {
+    if (cache && cache.methods.has(method) && requestWanted(req, cache.when) && this.bodyKnown(req, method)) {
       const requestDirectives = parseCacheControl(req.headers['cache-control']);
       const pragmaNoCache = /no-cache/i.test(String(req.headers.pragma ?? ''));
       plan.bypass = requestDirectives.noCache || requestDirectives.noStore || pragmaNoCache;
@@ -185,15 +185,6 @@ export class ResponseLayer {
       plan.semantic = planSemantic(req, options.semantic, identity, this.logger);
     }
     return plan;
-  }
-
-  private wanted(req: NeutralRequest, when: ((req: NeutralRequest) => boolean) | undefined): boolean {
-    if (when === undefined) return true;
-    try {
-      return when(req) === true;
-    } catch {
-      return false; // a broken predicate caches nothing rather than failing the request
-    }
   }
 
   /**

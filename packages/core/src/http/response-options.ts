@@ -116,6 +116,16 @@ export const semanticCacheSchema = z.union([
   }),
 ]);
 
+/** Whether a route's `when(request)` lets `req` in; a predicate that throws lets nothing in (never fails the request). */
+export function requestWanted(req: NeutralRequest, when: ((req: NeutralRequest) => boolean) | undefined): boolean {
+  if (when === undefined) return true;
+  try {
+    return when(req) === true;
+  } catch {
+    return false;
+  }
+}
+
 export type SemanticCacheOption = z.input<typeof semanticCacheSchema>;
 export type ResponseCacheOption = z.input<typeof responseCacheSchema>;
 export type CompressionOption = z.input<typeof compressionSchema>;

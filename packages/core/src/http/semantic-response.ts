@@ -12,7 +12,7 @@
  *   goes to the handler untouched with `X-Cache: BYPASS`. A cache that fails (the model cannot load) does the
  *   same and says so once in the log: the feature degrades, never the request.
  */
-import { InvalidRequestError, isAmasError } from '../errors.js';
+import { InvalidRequestError } from '../errors.js';
 import { EmbeddingInputError } from '../semantic/embedder.js';
 import type { Logger } from '../logger.js';
 import { durationSchema } from '../options/duration.js';
@@ -21,7 +21,7 @@ import type { SemanticCache } from '../semantic/semantic-cache.js';
 import { parseCacheControl } from './cache-control.js';
 import { answerFromJson, answerFromStream, completionJson, completionStream, isChatCompletionAnswer, type ChatCompletionAnswer } from './chat-completion-answer.js';
 import { headerValue, type NeutralRequest } from './neutral-request.js';
-import type { SemanticCacheOption } from './response-options.js';
+import { requestWanted, type SemanticCacheOption } from './response-options.js';
 
 export type SemanticStatus = 'SEMANTIC-HIT' | 'HIT' | 'MISS' | 'BYPASS';
 
@@ -70,7 +70,7 @@ export function compileSemanticOptions(option: Exclude<SemanticCacheOption, unde
  * `when` said no). Throws InvalidRequestError (400) for a malformed per-request control header.
  */
 export function planSemantic(req: NeutralRequest, options: CompiledSemanticOptions, identity: string, logger: Logger): SemanticPlan | undefined {
-  if (req.method.toUpperCase() !== 'POST' || !wanted(req, options.when)) return undefined;
+  if (req.method.toUpperCase() !== 'POST' || !requestWanted(req, options.when)) return undefined;
   const controls = options.requestControls ? readControls(req, options.maxTtlMs) : { mode: 'lookup' as const };
   const body = req.body;
   if (typeof body !== 'object' || body === null || Array.isArray(body) || Buffer.isBuffer(body)) {
@@ -223,18 +223,4 @@ function readControls(req: NeutralRequest, maxTtlMs: number): { mode: PlannedReq
 function invalid(header: string, value: string, expected: string): InvalidRequestError {
   const shown = value.length > 64 ? `${value.slice(0, 64)}...` : value;
   return new InvalidRequestError(`${header}: expected ${expected}, received ${JSON.stringify(shown)}`, { details: { header: header.toLowerCase() } });
-}
-
-function wanted(req: NeutralRequest, when: ((req: NeutralRequest) => boolean) | undefined): boolean {
-  if (when === undefined) return true;
-  try {
-    return when(req) === true;
-  } catch {
-    return false; // a broken predicate caches nothing rather than failing the request
-  }
-}
-
-/** True for the errors planSemantic throws (the pipeline answers them with 400). */
-export function isBadSemanticRequest(error: unknown): boolean {
-  return isAmasError(error) && error.code === 'AMAS_INVALID_REQUEST';
 }
