@@ -16,7 +16,7 @@ const promtool = spawnSync('promtool', ['--version'], { encoding: 'utf8' }).stat
 const required = process.env.AMAS_REQUIRE_PROMTOOL === '1';
 
 // A fixed-vector embedder: the semantic cache's metrics without loading the model.
-const embedder: Embedder = { dimensions: 4, embed: async (texts: string[]) => texts.map(() => new Float32Array([1, 0, 0, 0])), close: async () => undefined };
+const embedder: Embedder = { name: 'fixed', dimensions: 4, embed: async (texts: string[]) => texts.map(() => new Float32Array([1, 0, 0, 0])), close: async () => undefined };
 
 describe('promtool check metrics', () => {
   it.runIf(promtool || required)('passes on the output of an engine with every component in use', async () => {

@@ -81,7 +81,7 @@ export { cosine, normalize, EmbeddingInputError, EmbeddingFailedError, type Embe
 export { UniversalSentenceEncoderEmbedder, USE_DIMENSIONS, type UniversalSentenceEncoderEmbedderOptions, type UseEmbedderStats } from './semantic/use-embedder.js';
 export { CachedEmbedder, type CachedEmbedderOptions, type CachedEmbedderStats } from './semantic/embedding-cache.js';
 export { TransformersEmbedder, type TransformersEmbedderOptions } from './semantic/transformers-embedder.js';
-export { EndpointEmbedder, type EndpointEmbedderOptions, type EndpointEmbedderStats } from './semantic/endpoint-embedder.js';
+export { EndpointEmbedder, type EndpointEmbedderOptions, type EndpointEmbedderStats, type EndpointEmbedderRoute } from './semantic/endpoint-embedder.js';
 export * from './semantic/near-miss-guard.js';
 export { createVectorIndex, AutoVectorIndex, DEFAULT_AUTO_THRESHOLD, type AutoVectorIndexOptions, type VectorIndex, type VectorIndexKind, type VectorIndexOptions, type VectorSearchResult } from './semantic/vector-index.js';
 export { ExactVectorIndex, type ExactVectorIndexOptions } from './semantic/exact-index.js';
@@ -115,3 +115,9 @@ export { AiService, type AiOptions, type AiCallOptions, type AiCallResult, type 
 export { EmbeddingBatcher, type EmbeddingBatchOptions, type EmbeddingAnswer } from './ai/embedding-batcher.js';
 export { serveAi, serveAiRequest, serveAiUsage, callerOf, type AiEndpoint, type AiHost, type ServeAiOptions } from './http/ai-handler.js';
 export { AiMetrics } from './metrics/ai-metrics.js';
+// Health: liveness and readiness of the engine, for probes
+export { checkHealth, healthResponse, healthStatusCode, serveHealth, parseHealthOptions, checkHealthOptionsSchema, type CheckHealthOptions, type HealthCheckResult, type HealthHttpResponse, type HealthKind, type HealthReport, type HealthState } from './health/health.js';
+// Scaling metrics: autoscaling events, their effectiveness, and a receiver for Kubernetes events
+export { ScalingMetrics, SCALING_ACTIONS, scalingEventInputSchema, scalingDeploymentSchema, replicasAfter, type ScalingAction, type ScalingEvent, type ScalingEventInput, type ScalingMetadata, type ScalingTime, type ScalingWindow, type RecordScalingResult, type RequestRateReader, type EffectivenessOptions, type ScalingEffectiveness, type ScalingMetricsOptions } from './scaling/scaling-metrics.js';
+export { scalingEventFromKubernetes, receiveScalingEvents, serveScalingWebhook, type KubernetesEventOptions, type ReceiveScalingOptions, type ReceiveScalingReport } from './scaling/scaling-events.js';
+export { prometheusRequestRate, type PrometheusRequestRateOptions } from './scaling/request-rate.js';

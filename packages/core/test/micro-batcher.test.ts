@@ -360,3 +360,23 @@ describe('MicroBatcher: options', () => {
     b.close();
   });
 });
+
+describe('MicroBatcher: a timer that fires early', () => {
+  it('re-arms for what is left instead of stranding the queue (Node timers may run 1 ms early by Date.now())', async () => {
+    const inner = new ManualClock();
+    // A clock whose first timer fires 1 ms before its time, as Node's sometimes do by the wall clock.
+    let timers = 0;
+    const early = { now: () => inner.now(), setTimeout: (fn: () => void, ms: number) => inner.setTimeout(fn, timers++ === 0 ? Math.max(0, ms - 1) : ms), clearTimeout: (h: unknown) => inner.clearTimeout(h as never) };
+    const r = recorder();
+    const b = new MicroBatcher<number, number>({ run: r.run, clock: early, maxWaitMs: 10, adaptive: false });
+    const first = b.add(1);
+    await inner.advance(9); // the early timer fires: the window's deadline has not passed yet
+    await tick();
+    expect(r.calls).toEqual([]);
+    await inner.advance(1); // the re-armed timer
+    await tick();
+    expect(r.calls).toEqual([[1]]);
+    expect(await first).toBe(10);
+    await b.close();
+  });
+});

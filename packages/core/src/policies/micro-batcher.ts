@@ -364,7 +364,16 @@ export class MicroBatcher<I, O> {
       if (generation !== this.generation) return;
       this.timer = undefined;
       this.windowOpen = false;
+      // Node timers may fire a millisecond early by Date.now(): re-arm for what is left rather than leave the
+      // queue stranded until the next call arrives.
+      const head = this.queue[0];
+      if (head !== undefined && !this.closed && head.deadline > this.clock.now() && !this.isFull()) {
+        this.openWindow(head.deadline);
+        return;
+      }
       this.pump(true);
+      // Items that came after the batch just sent keep their own deadline.
+      if (!this.closed && !this.windowOpen && this.queue.length > 0 && this.flights.size < this.maxConcurrent) this.openWindow(this.queue[0]!.deadline);
     };
     const delay = deadline - this.clock.now();
     if (delay <= 0) queueMicrotask(fire);

@@ -1,13 +1,19 @@
 /**
  * EndpointEmbedder against real HTTP servers on 127.0.0.1: the @amas/loadtest OpenAI-compatible mock
  * provider, and a tiny hand-written server for answers the mock never gives (malformed bodies, a failure
- * for one batch only, header checks).
+ * for one batch only, header checks). The last groups go through the provider layer: a transport or endpoint
+ * of the caller's, a ModelRouter over two servers, and an AiService (usage records).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mockEmbedding, startMockProvider, type MockProvider } from '@amas/loadtest';
+import { AiService } from '../../src/ai/ai-service.js';
+import { ModelRouter } from '../../src/ai/model-router.js';
+import { ProviderClient } from '../../src/ai/provider-client.js';
+import type { ProviderTransport } from '../../src/ai/provider-types.js';
 import { AbortedError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
 import { cosine, EmbeddingFailedError, EmbeddingInputError, normalize } from '../../src/semantic/embedder.js';
 import { EndpointEmbedder, embeddingsUrl } from '../../src/semantic/endpoint-embedder.js';
 import { invalidOption } from '../helpers.js';
@@ -47,13 +53,16 @@ async function failure(promise: Promise<unknown>): Promise<EmbeddingFailedError>
 /** A loopback server answering POSTs with `handler(inputs, req)`; records every request's inputs. */
 async function customServer(
   handler: (inputs: string[], req: IncomingMessage, res: ServerResponse) => void,
-): Promise<{ url: string; requests: string[][]; close(): Promise<void> }> {
+): Promise<{ url: string; requests: string[][]; bodies: Record<string, unknown>[]; close(): Promise<void> }> {
   const requests: string[][] = [];
+  const bodies: Record<string, unknown>[] = [];
   const server: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
-      const inputs = (JSON.parse(body) as { input: string[] }).input;
+      const parsed = JSON.parse(body) as { input: string[] };
+      bodies.push(parsed);
+      const inputs = parsed.input;
       requests.push(inputs);
       handler(inputs, req, res);
     });
@@ -63,6 +72,7 @@ async function customServer(
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    bodies,
     close: () =>
       new Promise<void>((r) => {
         server.closeAllConnections();
@@ -316,5 +326,271 @@ describe('EndpointEmbedder options', () => {
     expect(invalidOption(() => new EndpointEmbedder({ ...base, timeoutMs: 0 })).message).toMatch(/timeoutMs/);
     expect(invalidOption(() => new EndpointEmbedder({ ...base, dimensions: 1.5 })).message).toMatch(/dimensions/);
     expect(invalidOption(() => new EndpointEmbedder({ ...base, maxbatch: 3 } as never)).message).toMatch(/unknown: maxbatch/);
+  });
+});
+
+describe('EndpointEmbedder options (provider layer)', () => {
+  const base = { model: 'm' };
+  const router = { embeddings: () => Promise.reject(new Error('unused')) } as unknown as ModelRouter;
+  const ai = { embeddings: () => Promise.reject(new Error('unused')) } as unknown as AiService;
+
+  it('needs exactly one of baseUrl, endpoint, router, ai', () => {
+    expect(invalidOption(() => new EndpointEmbedder({ ...base })).message).toMatch(/baseUrl: expected an http\(s\) URL \(or one of endpoint, router, ai\)/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, baseUrl: 'http://127.0.0.1:1', router })).message).toMatch(
+      /router: expected only one of baseUrl, endpoint, router, ai \(baseUrl is given\)/,
+    );
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, router, ai })).message).toMatch(/ai: expected only one of/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, endpoint: { url: 'ftp://x' } })).message).toMatch(/endpoint\.url: expected an http\(s\) URL/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, router: {} as never })).message).toMatch(/router: expected a ModelRouter/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, transport: { stream: () => {} } as never, baseUrl: 'http://127.0.0.1:1' })).message).toMatch(
+      /transport: expected a ProviderTransport/,
+    );
+  });
+
+  it('refuses options that do not fit the source, without echoing a key', () => {
+    const keyed = invalidOption(() => new EndpointEmbedder({ ...base, router, apiKey: 'sk-secret' }));
+    expect(keyed.message).toMatch(/apiKey: expected no apiKey with router/);
+    expect(keyed.message).not.toContain('sk-secret');
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, endpoint: { url: 'http://127.0.0.1:1' }, apiKey: 'k' })).message).toMatch(/set endpoint\.apiKey/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, ai, headers: { 'x-a': '1' } })).message).toMatch(/headers: expected no headers with ai/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, ai, transport: new ProviderClient() })).message).toMatch(/transport: expected no transport with ai/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, baseUrl: 'http://127.0.0.1:1', user: 'u' })).message).toMatch(/user: expected user only with ai/);
+    expect(
+      invalidOption(() => new EndpointEmbedder({ ...base, baseUrl: 'http://127.0.0.1:1', transport: new ProviderClient(), client: { connections: 2 } })).message,
+    ).toMatch(/client: expected no client options with transport/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, baseUrl: 'http://127.0.0.1:1', client: { connections: 0 } })).message).toMatch(/client\.connections/);
+    expect(invalidOption(() => new EndpointEmbedder({ ...base, baseUrl: 'http://127.0.0.1:1', maxConcurrentRequests: 0 })).message).toMatch(/maxConcurrentRequests/);
+  });
+
+  it('reports how it routes', () => {
+    const direct = make();
+    expect(direct.via).toBe('endpoint');
+    expect(direct.url).toBe(`${mock.url}/v1/embeddings`);
+    const routed = new EndpointEmbedder({ ...base, router });
+    open.push(routed);
+    expect(routed.via).toBe('router');
+    expect(routed.url).toBeUndefined();
+  });
+});
+
+describe('EndpointEmbedder batching options', () => {
+  it('adaptive: with no recent traffic the first request leaves at once (not after maxWaitMs), same-turn calls sharing it', async () => {
+    const e = make({ maxWaitMs: 60_000, adaptive: true });
+    const rows = await Promise.all([e.embed(['x']), e.embed(['y']), e.embed(['z'])]);
+    expect(rows.map((r) => r[0].length)).toEqual([16, 16, 16]);
+    expect(mock.stats().embeddings).toBe(1);
+  });
+
+  it('maxConcurrentRequests: requests wait for a free slot, one at a time', async () => {
+    mock.setLatency(30);
+    const e = make({ maxBatch: 2, maxConcurrentRequests: 1 });
+    const texts = Array.from({ length: 6 }, (_, i) => `queued ${i}`);
+    const rows = await Promise.all(texts.map((t) => e.embed([t])));
+    expect(mock.stats().embeddings).toBe(3);
+    expect(mock.stats().maxInFlight).toBe(1);
+    rows.forEach(([row], i) => expect(Array.from(row)).toEqual(Array.from(normalize(mockEmbedding(texts[i], 16)))));
+  });
+});
+
+describe('EndpointEmbedder through the provider layer', () => {
+  const cleanups: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  const track = (e: EndpointEmbedder) => {
+    open.push(e);
+    cleanups.push(() => e.close());
+    return e;
+  };
+  const model = 'text-embedding-3-small';
+
+  it('a transport of the caller’s: N concurrent calls are one transport call; close() leaves the transport open', async () => {
+    const client = new ProviderClient();
+    cleanups.push(() => client.closeAll());
+    let calls = 0;
+    const transport: ProviderTransport = {
+      request: (endpoint, request) => {
+        calls++;
+        return client.request(endpoint, request);
+      },
+      stream: (endpoint, request) => client.stream(endpoint, request),
+    };
+    const e = track(new EndpointEmbedder({ baseUrl: mock.url, model, transport }));
+    const texts = Array.from({ length: 12 }, (_, i) => `concurrent ${i}`);
+    const rows = await Promise.all(texts.map((t) => e.embed([t])));
+    expect(calls).toBe(1);
+    expect(mock.stats().embeddings).toBe(1);
+    expect(e.stats()).toMatchObject({ requests: 1, texts: 12, largestBatch: 12, failures: 0, queued: 0 });
+    await new Promise((r) => setImmediate(r));
+    expect(e.stats().running).toBe(0);
+    rows.forEach(([row], i) => expect(Array.from(row)).toEqual(Array.from(normalize(mockEmbedding(texts[i], 16)))));
+    await e.close();
+    expect(client.closed).toBe(false);
+    expect((await new EndpointEmbedder({ baseUrl: mock.url, model, transport }).embed(['still open']))[0].length).toBe(16);
+  });
+
+  it('an endpoint config: its key, headers and model name are sent; the call headers too', async () => {
+    const seen: Record<string, unknown>[] = [];
+    const server = await customServer((inputs, req, res) => {
+      seen.push({ authorization: req.headers.authorization, org: req.headers['x-org'], call: req.headers['x-call'], url: req.url });
+      json(res, 200, okBody(inputs));
+    });
+    cleanups.push(() => server.close());
+    const e = track(
+      new EndpointEmbedder({
+        endpoint: { url: `${server.url}/v1`, apiKey: 'sk-e', headers: { 'x-org': 'acme' }, model: 'deployed-embedding' },
+        headers: { 'x-call': 'yes' },
+        model,
+      }),
+    );
+    expect(e.url).toBe(`${server.url}/v1/embeddings`);
+    await e.embed(['hello']);
+    expect(seen).toEqual([{ authorization: 'Bearer sk-e', org: 'acme', call: 'yes', url: '/v1/embeddings' }]);
+    expect(server.bodies[0]).toMatchObject({ model: 'deployed-embedding', input: ['hello'] });
+  });
+
+  /** Two embedding servers on 127.0.0.1 behind one ModelRouter model; `a` answers 503 unless told otherwise. */
+  async function routed(options: { bothFail?: boolean; maxAttempts?: number } = {}) {
+    const a = await customServer((_inputs, _req, res) => json(res, 503, { error: { message: 'A is overloaded' } }));
+    const b = await customServer((inputs, _req, res) =>
+      options.bothFail ? json(res, 503, { error: { message: 'B is overloaded' } }) : json(res, 200, okBody(inputs)),
+    );
+    const client = new ProviderClient();
+    const router = new ModelRouter({
+      transport: client,
+      logger: silentLogger,
+      models: {
+        [model]: {
+          endpoints: [
+            { id: 'a', url: a.url },
+            { id: 'b', url: b.url },
+          ],
+          retry: { baseDelayMs: 0, ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }) },
+        },
+      },
+    });
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+      () => client.closeAll({ force: true }),
+      () => router.close(),
+    );
+    return { a, b, router };
+  }
+
+  it('through a ModelRouter: endpoint a answers 503, the call is retried on b; N concurrent calls are one routed call', async () => {
+    const { a, b, router } = await routed();
+    const e = track(new EndpointEmbedder({ router, model }));
+    const texts = Array.from({ length: 5 }, (_, i) => `routed ${i}`);
+    const rows = await Promise.all(texts.map((t) => e.embed([t])));
+    rows.forEach(([row], i) => expect(Array.from(row)).toEqual(Array.from(normalize(mockEmbedding(texts[i], 4)))));
+    expect(a.requests).toEqual([texts]);
+    expect(b.requests).toEqual([texts]);
+    expect(e.dimensions).toBe(4);
+    expect(e.stats()).toMatchObject({ requests: 1, failures: 0, texts: 5 });
+    const stats = router.stats()[model].endpoints;
+    expect(stats.find((s) => s.id === 'a')).toMatchObject({ errors: 1, successes: 0 });
+    expect(stats.find((s) => s.id === 'b')).toMatchObject({ errors: 0, successes: 1 });
+  });
+
+  it('through a ModelRouter: when every endpoint fails, reason http with the last endpoint, its status and message', async () => {
+    const { a, b, router } = await routed({ bothFail: true, maxAttempts: 2 });
+    const e = track(new EndpointEmbedder({ router, model }));
+    const [first, second] = await Promise.all([failure(e.embed(['one'])), failure(e.embed(['two']))]);
+    expect(a.requests.length + b.requests.length).toBe(2);
+    expect(first.reason).toBe('http');
+    expect(first.status).toBe(503);
+    expect(first.message).toBe(`endpoint:${model}: POST /v1/embeddings for model "${model}" on b answered 503: B is overloaded`);
+    expect(first.details).toMatchObject({ endpoint: 'b', upstreamStatus: 503, attempts: 2 });
+    expect(second.message).toBe(first.message);
+    expect(e.stats().failures).toBe(1);
+  });
+
+  it('through a ModelRouter: a fallback model answers when the first model’s group is exhausted', async () => {
+    const bad = await customServer((_inputs, _req, res) => json(res, 500, { error: { message: 'down' } }));
+    const good = await customServer((inputs, _req, res) => json(res, 200, okBody(inputs)));
+    const client = new ProviderClient();
+    const router = new ModelRouter({
+      transport: client,
+      logger: silentLogger,
+      models: {
+        primary: { endpoints: [{ url: bad.url }], fallbacks: ['backup'], retry: { maxAttempts: 1 } },
+        backup: { endpoints: [{ url: good.url, model: 'backup-embedding' }] },
+      },
+    });
+    cleanups.push(
+      () => bad.close(),
+      () => good.close(),
+      () => client.closeAll({ force: true }),
+      () => router.close(),
+    );
+    const e = track(new EndpointEmbedder({ router, model: 'primary' }));
+    const [row] = await e.embed(['fall back']);
+    expect(Array.from(row)).toEqual(Array.from(normalize(mockEmbedding('fall back', 4))));
+    expect(bad.bodies[0]).toMatchObject({ model: 'primary' });
+    expect(good.bodies[0]).toMatchObject({ model: 'backup-embedding' });
+    expect(router.stats().primary.fellBack).toBe(1);
+  });
+
+  it('through a ModelRouter: timeoutMs covers the routed call', async () => {
+    mock.setLatency(300);
+    const client = new ProviderClient();
+    const router = new ModelRouter({ transport: client, logger: silentLogger, models: { [model]: { endpoints: [{ url: mock.url }] } } });
+    cleanups.push(
+      () => client.closeAll({ force: true }),
+      () => router.close(),
+    );
+    const e = track(new EndpointEmbedder({ router, model, timeoutMs: 50 }));
+    const error = await failure(e.embed(['slow']));
+    expect(error.reason).toBe('timeout');
+    expect(error.status).toBe(504);
+    expect(error.message).toBe(`endpoint:${model}: POST /v1/embeddings for model "${model}" timed out after 50 ms`);
+  });
+
+  function aiService(): AiService {
+    const ai = new AiService({ models: { [model]: { endpoints: [{ url: mock.url }] } }, defaults: { retry: { maxAttempts: 1 } } }, { logger: silentLogger });
+    cleanups.push(() => ai.close());
+    return ai;
+  }
+
+  it('through an AiService: N concurrent calls are one upstream call, recorded under user semantic-cache', async () => {
+    const ai = aiService();
+    const e = track(new EndpointEmbedder({ ai, model }));
+    expect(e.via).toBe('ai');
+    const texts = Array.from({ length: 8 }, (_, i) => `through the AI layer ${i}`);
+    const rows = await Promise.all(texts.map((t) => e.embed([t])));
+    rows.forEach(([row], i) => expect(Array.from(row)).toEqual(Array.from(normalize(mockEmbedding(texts[i], 16)))));
+    expect(mock.stats().embeddings).toBe(1);
+    const summary = await ai.costs.getSummary({ user: 'semantic-cache' });
+    expect(summary.requests).toBe(1);
+    expect(summary.errors).toBe(0);
+    expect(summary.inputTokens).toBeGreaterThan(0);
+    expect(summary.cost).toBeGreaterThan(0);
+    expect(summary.byModel[model]).toMatchObject({ requests: 1 });
+    expect((await ai.costs.getSummary({ user: 'anonymous' })).requests).toBe(0);
+  });
+
+  it('through an AiService: a configured user and team; a failure is recorded as an error and keeps reason http', async () => {
+    const ai = aiService();
+    const e = track(new EndpointEmbedder({ ai, model, user: 'tenant-a', team: 'search' }));
+    await e.embed(['who pays']);
+    expect((await ai.costs.getSummary({ user: 'tenant-a' })).requests).toBe(1);
+    expect((await ai.costs.getSummary({ team: 'search' })).requests).toBe(1);
+    expect((await ai.costs.getSummary({ user: 'semantic-cache' })).requests).toBe(0);
+
+    mock.setOutage({ status: 503 });
+    const error = await failure(e.embed(['during outage']));
+    expect(error.reason).toBe('http');
+    expect(error.status).toBe(503);
+    expect(error.message).toMatch(new RegExp(`^endpoint:${model}: POST /v1/embeddings for model "${model}" on .+ answered 503: The mock provider is unavailable \\(outage\\)\\.$`));
+    expect((await ai.costs.getSummary({ user: 'tenant-a' })).errors).toBe(1);
+  });
+
+  it('through an AiService: a closed AI service rejects with reason closed', async () => {
+    const ai = aiService();
+    const e = track(new EndpointEmbedder({ ai, model }));
+    await ai.close();
+    const error = await failure(e.embed(['too late']));
+    expect(error.reason).toBe('closed');
   });
 });
