@@ -24,4 +24,5 @@ export { AmasHttpException } from './exceptions.js';
 export { AmasRouteRegistry } from './route-registry.js';
 export { AmasExplorer } from './explorer.js';
 export { createAmasMetricsController } from './metrics.controller.js';
+export { createAmasHealthController } from './health.controller.js';
 export { AmasAiHandler } from './ai-handler.js';

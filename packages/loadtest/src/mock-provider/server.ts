@@ -37,6 +37,7 @@ const ADMIN_ROUTES = new Map<string, string>([
   ['/__mock/stats', 'GET'],
   ['/__mock/reset', 'POST'],
   ['/__mock/outage', 'POST'],
+  ['/__mock/latency', 'POST'],
 ]);
 export const MOCK_MODELS = ['gpt-4o-mini', 'gpt-4o', 'text-embedding-3-small'] as const;
 
@@ -440,13 +441,24 @@ class MockProviderServer implements MockProvider {
       this.resetStats();
       return sendJson(res, 200, { ok: true, stats: this.stats() });
     }
-    // POST /__mock/outage {on, status?, retryAfterSeconds?}
     let body: unknown;
     try {
       body = JSON.parse(result.body.toString('utf8'));
     } catch {
       return sendJson(res, 400, errorBody(400, 'We could not parse the JSON body of your request.', 'invalid_json'));
     }
+    if (path === '/__mock/latency') {
+      // POST /__mock/latency {latencyMs: number | {min, max}}: same as setLatency().
+      const { latencyMs } = (body ?? {}) as { latencyMs?: unknown };
+      try {
+        this.setLatency(latencyMs as MockLatency);
+      } catch (err) {
+        if (!(err instanceof InvalidOptionError)) throw err;
+        return sendJson(res, 400, errorBody(400, err.message, 'invalid_value', 'latencyMs'));
+      }
+      return sendJson(res, 200, { ok: true, latencyMs: { ...this.latency } });
+    }
+    // POST /__mock/outage {on, status?, retryAfterSeconds?}
     const { on, status, retryAfterSeconds } = (body ?? {}) as { on?: unknown; status?: unknown; retryAfterSeconds?: unknown };
     if (typeof on !== 'boolean') return sendJson(res, 400, errorBody(400, '`on` must be a boolean.', 'invalid_type', 'on'));
     try {
