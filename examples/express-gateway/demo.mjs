@@ -43,13 +43,16 @@ const CHAT_BREAKER = breakerName(MODEL);
 const chatBody = (prompt, extra = {}) => ({ model: MODEL, messages: [{ role: 'user', content: prompt }], ...extra });
 
 export async function runDemo() {
+  const redisPrefix = process.env.REDIS_URL ? `amas-demo:${process.pid}-${Date.now().toString(36)}:` : undefined;
   const warnings = [];
   const logger = { warn: (m) => warnings.push(String(m)), error: (m, e) => warnings.push(`${m}${e ? `: ${e?.message ?? e}` : ''}`) };
   const mock = await startMockProvider({ latencyMs: DEMO.providerLatencyMs, chunkDelayMs: 2, seed: 7 });
   const gateway = createGateway({
     providerUrl: mock.url,
     logger,
-    amas: { limits: { 'per-user': DEMO.limit }, breakers: { provider: DEMO.breaker } },
+    // In memory by default; with REDIS_URL the engine's state (limits, caches, budgets, records) is in Redis,
+    // under a prefix of this run's own (removed at the end), so runs never see each other's limits or caches.
+    amas: { limits: { 'per-user': DEMO.limit }, breakers: { provider: DEMO.breaker }, ...(redisPrefix ? { redis: { url: process.env.REDIS_URL, prefix: redisPrefix } } : {}) },
     budgets: { users: { [DEMO.budget.user]: { day: DEMO.budget.day } } },
     retry: DEMO.retry,
     timeoutMs: DEMO.timeoutMs,
@@ -228,6 +231,10 @@ export async function runDemo() {
     for (const user of [...DEMO.users, DEMO.greedyUser, DEMO.budget.user]) spend[user] = await gateway.amas.ai.usage({ user });
     return buildReport({ results, phases, transitions, streamChecks, semanticChecks, spend, mock, gateway, warnings, durationMs: since(), urls: { provider: mock.url, gateway: url } });
   } finally {
+    if (redisPrefix) {
+      await gateway.amas.ai.costs.flush().catch(() => undefined);
+      await gateway.amas.store?.deleteByPrefix(redisPrefix).catch(() => undefined);
+    }
     await gateway.close();
     await mock.close();
   }
