@@ -678,6 +678,11 @@ export class RequestTicket {
     if (this.route.nested) return;
     const fixed = this.fixedOutcome === 'cached' || this.fixedOutcome === 'bad_request' ? undefined : this.fixedOutcome;
     const result = fixed ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');
+    const metrics = this.pipeline.metrics;
+    if (metrics.userLabels) {
+      const identity = this.charged?.identity ?? resolveIdentity(this.req, { identity: this.route.identity, trustProxy: this.pipeline.options.trustProxy });
+      metrics.recordUserRequest(identity, result);
+    }
     this.pipeline.metrics.recordRequest(
       outcome.route ?? this.route.pattern ?? this.req.route,
       this.req.method,

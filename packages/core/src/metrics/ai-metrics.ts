@@ -69,9 +69,14 @@ export class AiMetrics {
   readonly attempts: Counter<'model' | 'endpoint' | 'outcome'>;
   readonly duration: Histogram<'model' | 'endpoint'>;
 
+  /** amas_user_ai_cost_usd_total{user}, only when the engine's `metrics.userLabels` is on. */
+  readonly userCost: Counter<'user'> | undefined;
+
   constructor(
     private readonly registry: Registry,
     prefix: string,
+    /** The capped user label (AmasMetrics.userLabel) when per-caller series are on. */
+    private readonly userLabel?: (user: string) => string,
   ) {
     const p = `${prefix}ai_`;
     const routers = (fn: (stats: RouterStats, w: Watched) => Sample[]) => this.summed((s, w) => fn(s.router.stats(), w));
@@ -143,6 +148,7 @@ export class AiMetrics {
         registers,
       }),
     );
+    this.userCost = userLabel === undefined ? undefined : this.counter(new Counter({ name: `${prefix}user_ai_cost_usd_total`, help: 'Dollars spent on AI calls by caller (first metrics.userLabels.max callers; the rest as "other")', labelNames: ['user'], registers }));
     this.budgetAlerts = this.counter(new Counter({ name: `${p}budget_alerts_total`, help: 'Times spend crossed a configured share of a budget (first time in its period)', labelNames: ['share'], registers }));
   }
 
@@ -192,6 +198,7 @@ export class AiMetrics {
         if (cached > 0) this.tokens.inc({ ...labels, type: 'cached' }, cached);
         if (r.outputTokens > 0) this.tokens.inc({ ...labels, type: 'output' }, r.outputTokens);
         if (r.cost > 0) this.cost.inc(labels, r.cost);
+        if (r.cost > 0 && this.userCost !== undefined) this.userCost.inc({ user: this.userLabel!(r.user) }, r.cost);
       }),
       service.costs.on('budgetExceeded', (e) => this.budgetRejections.inc({ scope: e.scope })),
       service.costs.on('budgetAlert', (a) => this.budgetAlerts.inc({ share: String(a.share) })),

@@ -18,6 +18,12 @@ export interface MetricsOptions {
   maxRoutes?: number;
   /** Histogram buckets for request durations, in seconds. */
   buckets?: number[];
+  /**
+   * Per-caller series, off by default (a label per user is unbounded cardinality): `{ max: 100 }` adds
+   * amas_user_requests_total{user,outcome} (and amas_user_ai_cost_usd_total{user} with the `ai` option) for
+   * the first `max` callers seen; later ones are counted as user="other".
+   */
+  userLabels?: { max: number };
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -52,6 +58,10 @@ export class AmasMetrics {
   private readonly limitSeries = new Map<string, [CounterSeriesRef, CounterSeriesRef]>();
   private readonly routes = new Set<string>();
   private readonly maxRoutes: number;
+  /** amas_user_requests_total, when `userLabels` is on. */
+  readonly userRequests: FastCounter | undefined;
+  private readonly userCap: number;
+  private readonly userRequestLabel: (identity: string) => string;
 
   constructor(options: MetricsOptions, breakers: BreakerRegistry) {
     this.ownsRegistry = !options.registry;
@@ -113,6 +123,9 @@ export class AmasMetrics {
       'Requests answered from another identical in-flight request instead of running again',
     );
     this.httpCache = new FastCounter(this.registry, `${p}http_cache_total`, 'HTTP responses of cached routes by cache status (HIT, MISS, STALE, BYPASS)');
+    this.userCap = options.userLabels?.max ?? 0;
+    this.userRequestLabel = this.userLabeler();
+    this.userRequests = this.userCap > 0 ? new FastCounter(this.registry, `${p}user_requests_total`, 'HTTP requests by caller (first metrics.userLabels.max callers; the rest as "other") and outcome') : undefined;
     this.prefix = p;
     breakers.on('stateChange', (e) => this.breakerTransitions.inc({ breaker: e.name, from: e.from, to: e.to }));
   }
@@ -120,6 +133,29 @@ export class AmasMetrics {
   /** Counts one HTTP request and observes its duration (the per-request hot path). */
   recordRequest(route: string | undefined, method: string, status: number, outcome: string, seconds: number): void {
     this.requests.record(route, method, status, outcome, seconds);
+  }
+
+  /** True when per-caller series are on (`metrics.userLabels`). */
+  get userLabels(): boolean {
+    return this.userCap > 0;
+  }
+
+  /** A capped label for callers: each caller's id while fewer than `max` were seen, else `other`. */
+  userLabeler(): (identity: string) => string {
+    const seen = new Set<string>();
+    return (identity) => {
+      if (seen.has(identity)) return identity;
+      if (seen.size < this.userCap) {
+        seen.add(identity);
+        return identity;
+      }
+      return 'other';
+    };
+  }
+
+  /** Counts one request of a caller (only with `userLabels`). */
+  recordUserRequest(identity: string, outcome: string): void {
+    if (this.userRequests !== undefined) this.userRequests.seriesFor({ user: this.userRequestLabel(identity), outcome }).value++;
   }
 
   /** Counts one limit decision (per-request path: one Map lookup). */
@@ -154,7 +190,7 @@ export class AmasMetrics {
 
   /** Exports an AI service's metrics: endpoints, pools, fallbacks, retries, tokens, cost, budgets (see AiMetrics). */
   watchAi(service: AiService): void {
-    (this.aiMetrics ??= new AiMetrics(this.registry, this.prefix)).watch(service);
+    (this.aiMetrics ??= new AiMetrics(this.registry, this.prefix, this.userCap > 0 ? this.userLabeler() : undefined)).watch(service);
   }
 
   /** The label value for a route: its pattern while under the cap, else `other`. */

@@ -84,6 +84,8 @@ export const metricsOptionsSchema = z.strictObject({
     .optional(),
   prefix: z.string().regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/, 'a Prometheus metric name prefix').optional(),
   maxRoutes: positiveInt.optional(),
+  /** Per-caller series for the first `max` callers (off by default: user ids are unbounded label values). */
+  userLabels: z.strictObject({ max: positiveInt.max(10_000, 'at most 10 000 callers (each is a series)') }).optional(),
   buckets: z.array(z.number().positive()).min(1).optional(),
 });
 
