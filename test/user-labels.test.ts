@@ -6,13 +6,13 @@
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import express from 'express';
-import { silentLogger, type AmasOptions } from '@amas/core';
+import { silentLogger, type AmasOptions, type NeutralRequest } from '@amas/core';
 import { amasMiddleware } from '@amas/express';
 import { startMockProvider } from '@amas/loadtest';
 
 async function run(options: Partial<AmasOptions>, users: string[]): Promise<string> {
   const mock = await startMockProvider({ latencyMs: 0 });
-  const mw = amasMiddleware({ logger: silentLogger, http: { identity: (req) => req.headers['x-user'] as string | undefined }, ai: { models: { 'gpt-4o-mini': { endpoints: [{ url: mock.url }] } } }, ...options });
+  const mw = amasMiddleware({ logger: silentLogger, http: { identity: (req: NeutralRequest) => req.headers['x-user'] as string | undefined }, ai: { models: { 'gpt-4o-mini': { endpoints: [{ url: mock.url }] } } }, ...options });
   const app = express();
   app.use(express.json());
   app.use(mw);
