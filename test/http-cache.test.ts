@@ -390,6 +390,7 @@ describe.each(frameworks)('%s', (_name, start) => {
       // Metrics by cache status.
       const metrics = await app.amas.registry.metrics();
       expect(metrics).toMatch(/amas_http_cache_total\{route="[^"]*items[^"]*",status="HIT"\} \d+/);
+      expect(metrics).toMatch(/amas_http_cache_request_duration_seconds_count\{route="[^"]*items[^"]*",status="HIT"\} [1-9]/);
       expect(metrics).toMatch(/amas_cache_requests_total\{cache="amas",level="l1",result="hit"\} \d+/);
     } finally {
       await app.close();

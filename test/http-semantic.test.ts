@@ -285,6 +285,9 @@ describe.each(frameworks)('semantic cache over HTTP: %s', (_name, start) => {
     expect(metrics).toMatch(/amas_http_cache_total\{route="[^"]*completions",status="MISS"\} [1-9]/);
     expect(metrics).toMatch(/amas_semantic_cache_lookups_total\{cache="semantic",result="semantic_hit"\} [1-9]/);
     expect(metrics).toMatch(/amas_semantic_cache_entries\{cache="semantic"\} [1-9]/);
+    // Latency by cache status: the hits and the miss were each observed.
+    expect(metrics).toMatch(/amas_http_cache_request_duration_seconds_count\{route="[^"]*completions",status="SEMANTIC-HIT"\} [1-9]/);
+    expect(metrics).toMatch(/amas_http_cache_request_duration_seconds_count\{route="[^"]*completions",status="MISS"\} [1-9]/);
   });
 
   it('never answers a different question, another system prompt, model or user', async () => {

@@ -296,6 +296,7 @@ export class HttpPipeline {
         ticket.withdraw({ limit: false, breaker: true, dedup: true, response: false });
         ticket.answeredFromCache();
         const status = answer.headers['x-cache'];
+        ticket.servedFromCache = typeof status === 'string' ? status : 'HIT';
         this.host.metrics.recordHttpCache(route.pattern ?? req.route, typeof status === 'string' ? status : 'HIT');
         return { action: 'replay', response: { status: answer.status, headers: answer.headers, body: answer.body, source: 'cache' } };
       },
@@ -307,6 +308,7 @@ export class HttpPipeline {
     const status = answer.headers['x-cache'];
     this.host.metrics.recordHttpCache(pattern, typeof status === 'string' ? status : 'HIT');
     const ticket = new RequestTicket(this, route, req, started, undefined, limitHeaders, 'cached');
+    ticket.servedFromCache = typeof status === 'string' ? status : 'HIT';
     return { action: 'replay', ticket, response: { status: answer.status, headers: answer.headers, body: answer.body, source: 'cache' } };
   }
 
@@ -509,6 +511,9 @@ export class RequestTicket {
     private fixedOutcome: 'rate_limited' | 'breaker_open' | 'shared' | 'cached' | 'bad_request' | undefined,
   ) {}
 
+  /** @internal The X-Cache status of a response answered from a cache before the handler (HIT, STALE, SEMANTIC-HIT). */
+  servedFromCache: string | undefined;
+
   /** @internal The response step answered this admitted request from the cache: no upstream outcome to record. */
   answeredFromCache(): void {
     this.fixedOutcome = 'cached';
@@ -673,8 +678,13 @@ export class RequestTicket {
     if (plan !== undefined) {
       plan.filled();
       const status = plan.cacheStatus;
-      if (status !== undefined && !plan.withdrawn) this.pipeline.metrics.recordHttpCache(outcome.route ?? this.route.pattern ?? this.req.route, status);
+      if (status !== undefined && !plan.withdrawn) {
+        this.pipeline.metrics.recordHttpCache(outcome.route ?? this.route.pattern ?? this.req.route, status);
+        if (this.servedFromCache === undefined) this.pipeline.metrics.observeHttpCacheDuration(outcome.route ?? this.route.pattern ?? this.req.route, status, (performance.now() - this.started) / 1000);
+      }
     }
+    // Nested admissions (Express route-level options) answer from the cache themselves: observed here too.
+    if (this.servedFromCache !== undefined) this.pipeline.metrics.observeHttpCacheDuration(outcome.route ?? this.route.pattern ?? this.req.route, this.servedFromCache, (performance.now() - this.started) / 1000);
     if (this.route.nested) return;
     const fixed = this.fixedOutcome === 'cached' || this.fixedOutcome === 'bad_request' ? undefined : this.fixedOutcome;
     const result = fixed ?? (outcome.aborted ? 'aborted' : outcome.status >= 500 ? 'server_error' : outcome.status >= 400 ? 'client_error' : 'success');

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BreakerRegistry } from '../policies/breaker-registry.js';
 import { FastCounter, type CounterSeriesRef } from './fast-counter.js';
 import { RequestMetrics } from './request-metrics.js';
@@ -50,6 +50,8 @@ export class AmasMetrics {
   readonly dedupShared: FastCounter;
   /** amas_http_cache_total{route,status}: responses by cache status (HIT, MISS, STALE, BYPASS). */
   readonly httpCache: FastCounter;
+  /** amas_http_cache_request_duration_seconds{route,status}: latency of cached routes' responses by cache status. */
+  readonly httpCacheDuration: Histogram<'route' | 'status'>;
   private cacheMetrics: CacheMetrics | undefined;
   private semanticMetrics: SemanticCacheMetrics | undefined;
   private aiMetrics: AiMetrics | undefined;
@@ -123,6 +125,13 @@ export class AmasMetrics {
       'Requests answered from another identical in-flight request instead of running again',
     );
     this.httpCache = new FastCounter(this.registry, `${p}http_cache_total`, 'HTTP responses of cached routes by cache status (HIT, MISS, STALE, BYPASS)');
+    this.httpCacheDuration = new Histogram({
+      name: `${p}http_cache_request_duration_seconds`,
+      help: 'Duration of responses of cached routes (response or semantic cache) by cache status: what a HIT saves over a MISS',
+      labelNames: ['route', 'status'],
+      buckets: options.buckets ?? [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
     this.userCap = options.userLabels?.max ?? 0;
     this.userRequestLabel = this.userLabeler();
     this.userRequests = this.userCap > 0 ? new FastCounter(this.registry, `${p}user_requests_total`, 'HTTP requests by caller (first metrics.userLabels.max callers; the rest as "other") and outcome') : undefined;
@@ -156,6 +165,10 @@ export class AmasMetrics {
   /** Counts one request of a caller (only with `userLabels`). */
   recordUserRequest(identity: string, outcome: string): void {
     if (this.userRequests !== undefined) this.userRequests.seriesFor({ user: this.userRequestLabel(identity), outcome }).value++;
+  }
+
+  observeHttpCacheDuration(route: string | undefined, status: string, seconds: number): void {
+    this.httpCacheDuration.observe({ route: this.routeLabel(route), status }, seconds);
   }
 
   /** Counts one limit decision (per-request path: one Map lookup). */
@@ -219,7 +232,8 @@ export class AmasMetrics {
     this.cacheMetrics?.unregister();
     this.semanticMetrics?.unregister();
     this.aiMetrics?.unregister();
-    for (const metric of [this.breakerState, this.breakerTransitions, this.breakerCalls]) {
+    this.userRequests?.unregister();
+    for (const metric of [this.breakerState, this.breakerTransitions, this.breakerCalls, this.httpCacheDuration]) {
       this.registry.removeSingleMetric((metric as unknown as { name: string }).name);
     }
   }
