@@ -7,5 +7,7 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // import.meta.url in the CJS build (model-encodings.ts reads it only in ESM; the shim keeps the build quiet).
+  shims: true,
   tsconfig: 'tsconfig.build.json',
 });
