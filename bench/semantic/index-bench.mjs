@@ -4,22 +4,28 @@
  * percentiles, build time and memory, not ops/s ratios, and a 100k-entry build takes a while).
  *
  *   node bench/semantic/index-bench.mjs [--sizes 1000,10000,100000] [--data clustered,random]
- *                                       [--queries 1000] [--ef 96,400] [--json <file>]
+ *                                       [--queries 1000] [--ef 96,400] [--churn 1] [--json <file>]
+ *                                       [--entry <path to a vector-index.ts> | --dist]
  *
  * For every (size, data set) a fresh child process (node --expose-gc) generates L2-normalized 512-dim
  * vectors, builds the exact index and the HNSW index, and measures:
  * - lookup latency p50/p99 of search(query, k=5) (no embedding: queries are vectors), one query at a time;
  * - build time (adds from empty) and memory per entry (heapUsed + arrayBuffers deltas after a full GC, plus
- *   the HNSW index's WebAssembly.Memory and typed arrays, which memoryUsage() does not report; / size);
+ *   the HNSW index's WebAssembly.Memory, which memoryUsage() does not report; / size);
  * - recall@5 of HNSW against the exact top-5 for the same queries, for each efSearch in --ef (one graph);
- * - TTL churn: remove 30% of the entries and add as many new ones (tombstones + compaction), then recall.
+ * - TTL churn: entries expire oldest first, in bursts of 1% of the size, each burst followed by as many adds,
+ *   until `--churn` × size entries were replaced (default 1: every entry once), with 10 searches after each
+ *   burst. Every add/remove/search on the HNSW index is timed on its own: p50, p99 and the worst single call
+ *   (what blocks the event loop), then recall on fresh queries (near duplicates of entries alive after the
+ *   churn, and fresh draws) against the pre-churn recall, the slot count against the peak, and memory.
  * Queries are half "near duplicates" (a stored vector plus noise, cosine ~0.9-0.95: what a semantic-cache hit
  * looks like) and half fresh draws from the same distribution (what a miss looks like).
  * Data sets: `clustered` (200 topic centres, points at cosine ~0.6-0.7 from their centre; sentence
  * embeddings cluster like this) and `random` (isotropic Gaussian: the worst case for any graph index).
  *
- * Imports the indexes from @amas/core (built dist) when it exports them, else bundles
- * packages/core/src/semantic/vector-index.ts with the workspace's esbuild (no build step needed).
+ * Bundles packages/core/src/semantic/vector-index.ts with the workspace's esbuild (no build step needed), so
+ * it measures the working tree; `--entry` bundles another copy of vector-index.ts instead (an A/B against an
+ * older version of the sources), `--dist` imports the built @amas/core (which may be stale).
  */
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -38,19 +44,14 @@ function arg(name, fallback) {
   return i === -1 ? fallback : process.argv[i + 1];
 }
 
-async function loadIndexModule() {
-  try {
-    const core = await import('@amas/core');
-    if (typeof core.createVectorIndex === 'function') return core;
-  } catch {
-    // not built or not exported yet
-  }
+async function loadIndexModule(entry) {
+  if (entry === 'dist') return import('@amas/core');
   const req = createRequire(path.join(root, 'package.json'));
   const esbuildPath = createRequire(req.resolve('tsup')).resolve('esbuild');
   const { build } = await import(pathToFileURL(esbuildPath).href);
   const outfile = path.join(os.tmpdir(), `amas-vector-index-${process.pid}.mjs`);
   await build({
-    entryPoints: [path.join(root, 'packages/core/src/semantic/vector-index.ts')],
+    entryPoints: [entry ? path.resolve(entry) : path.join(root, 'packages/core/src/semantic/vector-index.ts')],
     bundle: true,
     format: 'esm',
     platform: 'node',
@@ -125,6 +126,22 @@ function percentile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
 }
 
+function spread(times) {
+  const sorted = Float64Array.from(times).sort();
+  return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] ?? 0 };
+}
+
+/** Wall-clock ms of one call; also pushes the process CPU ms it took (all threads, so GC helpers count) to `cpu`. */
+function timed(fn, cpu) {
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  fn();
+  const wall = Number(process.hrtime.bigint() - t0) / 1e6;
+  const c = process.cpuUsage(c0);
+  cpu.push((c.user + c.system) / 1000);
+  return wall;
+}
+
 function latency(index, queries) {
   for (let i = 0; i < Math.min(50, queries.length); i++) index.search(queries[i], K); // warm up
   const times = new Float64Array(queries.length);
@@ -150,8 +167,8 @@ function recall(truth, got) {
   return total === 0 ? 1 : hit / total;
 }
 
-async function child(size, dataKind, queryCount, efs) {
-  const mod = await loadIndexModule();
+async function child(size, dataKind, queryCount, efs, churnFactor, entry) {
+  const mod = await loadIndexModule(entry);
   const rng = makeRng(size * 31 + (dataKind === 'random' ? 7 : 13));
   const gen = makeData(dataKind, rng);
   const vectors = Array.from({ length: size }, gen);
@@ -169,7 +186,9 @@ async function child(size, dataKind, queryCount, efs) {
   const hnsw = mod.createVectorIndex({ dimensions: DIM, kind: 'approximate' });
   for (let i = 0; i < size; i++) hnsw.add(`prompt:${i}`, vectors[i]);
   const hnswBuildMs = performance.now() - t0;
-  const m2 = memory() + hnsw.memoryBytes;
+  // arrayBuffers already holds the index's typed arrays; only its WebAssembly.Memory is missing (older
+  // versions without `wasmBytes` get the typed arrays counted twice).
+  const m2 = memory() + (hnsw.wasmBytes ?? hnsw.memoryBytes);
   // Keep the generated vectors alive until here, so their collection does not hide the index's memory.
   if (vectors.length !== size) throw new Error('unreachable');
 
@@ -191,28 +210,81 @@ async function child(size, dataKind, queryCount, efs) {
   }
   hnsw.efSearch = perEf[0].efSearch;
 
-  // TTL churn: 30% of the entries expire, as many new ones arrive.
-  const churn = Math.floor(size * 0.3);
+  // TTL churn: the oldest entries expire in bursts of 1% of the size, each burst followed by as many adds and
+  // a few searches, until churnFactor × size entries were replaced. Each HNSW call is timed on its own.
+  const total = Math.floor(size * churnFactor);
+  const burst = Math.max(1, Math.floor(size / 100));
+  const order = Array.from({ length: size }, (_, i) => `prompt:${i}`);
+  const live = vectors.slice(); // live[i] is the vector of order[i] until it expires
+  const addMs = [];
+  const removeMs = [];
+  const searchMs = [];
+  const addCpu = [];
+  const removeCpu = [];
+  const searchCpu = [];
+  const memBefore = hnsw.memoryBytes;
+  let oldest = 0;
+  let maxNodes = hnsw.nodeCount ?? size;
+  globalThis.gc?.();
   t0 = performance.now();
-  for (let i = 0; i < churn; i++) {
-    exact.remove(`prompt:${i}`);
-    hnsw.remove(`prompt:${i}`);
-  }
-  for (let i = 0; i < churn; i++) {
-    const v = gen();
-    exact.add(`new:${i}`, v);
-    hnsw.add(`new:${i}`, v);
+  for (let done = 0; done < total; ) {
+    const b = Math.min(burst, total - done);
+    for (let j = 0; j < b; j++) {
+      const id = order[oldest];
+      live[oldest++] = undefined;
+      exact.remove(id);
+      removeMs.push(timed(() => hnsw.remove(id), removeCpu));
+    }
+    for (let j = 0; j < b; j++) {
+      const id = `new:${done + j}`;
+      const v = gen();
+      order.push(id);
+      live.push(v);
+      exact.add(id, v);
+      addMs.push(timed(() => hnsw.add(id, v), addCpu));
+    }
+    for (let j = 0; j < 10; j++) {
+      const q = queries[(done + j) % queries.length];
+      searchMs.push(timed(() => hnsw.search(q, K), searchCpu));
+    }
+    done += b;
+    maxNodes = Math.max(maxNodes, hnsw.nodeCount ?? 0);
   }
   const churnMs = performance.now() - t0;
-  const e2 = latency(exact, queries);
-  const h2 = latency(hnsw, queries);
+  // Fresh queries on what is alive now: half near duplicates of live entries, half fresh draws.
+  const after = [];
+  for (let i = 0; i < queryCount; i++) {
+    after.push(i % 2 === 0 ? nearDuplicate(live[oldest + Math.floor(rng.next() * size)], rng) : gen());
+  }
+  const e2 = latency(exact, after);
+  const h2 = latency(hnsw, after);
 
   return {
     size,
     data: dataKind,
     exact: { buildMs: exactBuildMs, p50: e.p50, p99: e.p99, bytesPerEntry: (m1 - m0) / size },
     hnsw: { buildMs: hnswBuildMs, bytesPerEntry: (m2 - m1) / size, perEf },
-    churn: { ms: churnMs, efSearch: perEf[0].efSearch, exactP99: e2.p99, hnswP99: h2.p99, recall: recall(e2.results, h2.results), tombstones: hnsw.tombstoneCount },
+    churn: {
+      replaced: total,
+      ms: churnMs,
+      efSearch: perEf[0].efSearch,
+      add: spread(addMs),
+      remove: spread(removeMs),
+      search: spread(searchMs),
+      // CPU time per call: on a shared machine the wall-clock tail also holds time the process was not running.
+      cpu: { add: spread(addCpu), remove: spread(removeCpu), search: spread(searchCpu) },
+      exactP99: e2.p99,
+      hnswP99: h2.p99,
+      recallBefore: perEf[0].recall,
+      recall: recall(e2.results, h2.results),
+      top1Near: nearIdx.filter((i) => h2.results[i][0]?.id === e2.results[i][0]?.id).length / nearIdx.length,
+      // Slots (live + free) after the churn and at most during it; undefined on versions without nodeCount.
+      nodes: hnsw.nodeCount,
+      maxNodes: hnsw.nodeCount === undefined ? undefined : maxNodes,
+      tombstones: hnsw.tombstoneCount,
+      hnswBytesBefore: memBefore,
+      hnswBytesAfter: hnsw.memoryBytes,
+    },
   };
 }
 
@@ -223,8 +295,9 @@ const f = (n, d = 2) => (n >= 100 ? n.toFixed(0) : n.toFixed(d));
 
 async function main() {
   if (process.argv[2] === '--child') {
-    const [size, dataKind, queryCount, ef] = process.argv.slice(3);
-    const out = await child(Number(size), dataKind, Number(queryCount), ef === '-' ? [] : ef.split(',').map(Number));
+    const [size, dataKind, queryCount, ef, churn, entry] = process.argv.slice(3);
+    const efs = ef === '-' ? [] : ef.split(',').map(Number);
+    const out = await child(Number(size), dataKind, Number(queryCount), efs, Number(churn), entry === '-' ? undefined : entry);
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return;
   }
@@ -232,11 +305,13 @@ async function main() {
   const datas = arg('data', 'clustered,random').split(',');
   const queryCount = Number(arg('queries', '1000'));
   const ef = arg('ef', '96,400');
+  const churn = arg('churn', '1');
+  const entry = process.argv.includes('--dist') ? 'dist' : arg('entry', '-');
   const rows = [];
   for (const data of datas) {
     for (const size of sizes) {
       process.stderr.write(`semantic-index: ${data} ${size} ...\n`);
-      const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', String(size), data, String(queryCount), ef], {
+      const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', String(size), data, String(queryCount), ef, churn, entry], {
         encoding: 'utf8',
         maxBuffer: 1 << 24,
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -261,10 +336,33 @@ async function main() {
       lines.push(`| ${r.data.padEnd(9)} | ${String(r.size).padStart(7)} | ${`hnsw ef=${h.efSearch}`.padEnd(12)} | ${build} | ${cell(h.p50, 6)} | ${cell(h.p99, 6)} | ${bytes} | ${h.recall.toFixed(3).padStart(8)} | ${`${h.recallNear.toFixed(3)}, ${h.top1Near.toFixed(3)}`.padEnd(24)} |`);
     });
   }
-  lines.push('', 'After TTL churn (30% of entries removed, as many added; HNSW at the first --ef):', '');
-  lines.push('| data      | entries | churn s | exact p99 ms | hnsw p99 ms | hnsw recall@5 | tombstones left |', '|-----------|--------:|--------:|-------------:|------------:|--------------:|----------------:|');
+  lines.push(
+    '',
+    `TTL churn (oldest expire in bursts of 1% of the size, as many added, 10 searches a burst; --churn ${churn} × size replaced; HNSW at the first --ef). ms per single HNSW call, wall clock p50 / p99 / max, and the largest CPU time of one call:`,
+    '',
+    '| data      | entries | churn s | add ms                 | remove ms              | search ms              | max CPU ms add / remove / search |',
+    '|-----------|--------:|--------:|------------------------|------------------------|------------------------|----------------------------------|',
+  );
+  const trio = (t) => `${f(t.p50, 3)} / ${f(t.p99, 3)} / ${f(t.max, 3)}`.padEnd(22);
   for (const r of rows) {
-    lines.push(`| ${r.data.padEnd(9)} | ${String(r.size).padStart(7)} | ${cell(r.churn.ms / 1000, 7)} | ${cell(r.churn.exactP99, 12)} | ${cell(r.churn.hnswP99, 11)} | ${r.churn.recall.toFixed(3).padStart(13)} | ${String(r.churn.tombstones).padStart(15)} |`);
+    const c = r.churn;
+    const cpu = `${f(c.cpu.add.max, 3)} / ${f(c.cpu.remove.max, 3)} / ${f(c.cpu.search.max, 3)}`.padEnd(32);
+    lines.push(`| ${r.data.padEnd(9)} | ${String(r.size).padStart(7)} | ${cell(c.ms / 1000, 7)} | ${trio(c.add)} | ${trio(c.remove)} | ${trio(c.search)} | ${cpu} |`);
+  }
+  lines.push(
+    '',
+    'After the churn (fresh queries: near duplicates of live entries, and fresh draws):',
+    '',
+    '| data      | entries | recall@5 before -> after | near-dup top-1 after | slots after (max) | off-heap bytes/entry before -> after |',
+    '|-----------|--------:|--------------------------|---------------------:|------------------:|-------------------------------------:|',
+  );
+  for (const r of rows) {
+    const c = r.churn;
+    const slots = c.nodes === undefined ? '-' : `${c.nodes} (${c.maxNodes})`;
+    const mb = `${(c.hnswBytesBefore / r.size).toFixed(0)} -> ${(c.hnswBytesAfter / r.size).toFixed(0)}`;
+    lines.push(
+      `| ${r.data.padEnd(9)} | ${String(r.size).padStart(7)} | ${`${c.recallBefore.toFixed(3)} -> ${c.recall.toFixed(3)}`.padEnd(24)} | ${c.top1Near.toFixed(3).padStart(20)} | ${slots.padStart(17)} | ${mb.padStart(36)} |`,
+    );
   }
   lines.push('');
   for (const data of datas) {
