@@ -28,6 +28,7 @@
  * older version of the sources), `--dist` imports the built @amas/core (which may be stale).
  */
 import { spawnSync } from 'node:child_process';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -131,15 +132,33 @@ function spread(times) {
   return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] ?? 0 };
 }
 
-/** Wall-clock ms of one call; also pushes the process CPU ms it took (all threads, so GC helpers count) to `cpu`. */
-function timed(fn, cpu) {
+/**
+ * Times one call into `into`: wall-clock ms, the process CPU ms (all threads, so GC helpers count), and the
+ * call's [start, end] on the performance clock (to tell which calls a GC pause landed in).
+ */
+function timed(fn, into) {
   const c0 = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
+  const t0 = performance.now();
   fn();
-  const wall = Number(process.hrtime.bigint() - t0) / 1e6;
+  const t1 = performance.now();
   const c = process.cpuUsage(c0);
-  cpu.push((c.user + c.system) / 1000);
-  return wall;
+  into.wall.push(t1 - t0);
+  into.cpu.push((c.user + c.system) / 1000);
+  into.at.push(t0, t1);
+}
+
+/** The wall times of the calls no GC event (scavenge or mark-compact) overlapped. */
+function withoutGc(into, gcs) {
+  const out = [];
+  let g = 0;
+  for (let i = 0; i < into.wall.length; i++) {
+    const t0 = into.at[2 * i];
+    const t1 = into.at[2 * i + 1];
+    while (g < gcs.length && gcs[g][1] < t0) g++;
+    if (g < gcs.length && gcs[g][0] <= t1) continue;
+    out.push(into.wall[i]);
+  }
+  return out;
 }
 
 function latency(index, queries) {
@@ -216,12 +235,16 @@ async function child(size, dataKind, queryCount, efs, churnFactor, entry) {
   const burst = Math.max(1, Math.floor(size / 100));
   const order = Array.from({ length: size }, (_, i) => `prompt:${i}`);
   const live = vectors.slice(); // live[i] is the vector of order[i] until it expires
-  const addMs = [];
-  const removeMs = [];
-  const searchMs = [];
-  const addCpu = [];
-  const removeCpu = [];
-  const searchCpu = [];
+  const adds = { wall: [], cpu: [], at: [] };
+  const removes = { wall: [], cpu: [], at: [] };
+  const searches = { wall: [], cpu: [], at: [] };
+  // Calls are timed one by one, so a GC pause (of the whole process, bench data included) lands in one of
+  // them; GC events are recorded to report the worst call without one as well.
+  const gcs = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const g of list.getEntries()) gcs.push([g.startTime, g.startTime + g.duration]);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const memBefore = hnsw.memoryBytes;
   let oldest = 0;
   let maxNodes = hnsw.nodeCount ?? size;
@@ -233,7 +256,7 @@ async function child(size, dataKind, queryCount, efs, churnFactor, entry) {
       const id = order[oldest];
       live[oldest++] = undefined;
       exact.remove(id);
-      removeMs.push(timed(() => hnsw.remove(id), removeCpu));
+      timed(() => hnsw.remove(id), removes);
     }
     for (let j = 0; j < b; j++) {
       const id = `new:${done + j}`;
@@ -241,16 +264,19 @@ async function child(size, dataKind, queryCount, efs, churnFactor, entry) {
       order.push(id);
       live.push(v);
       exact.add(id, v);
-      addMs.push(timed(() => hnsw.add(id, v), addCpu));
+      timed(() => hnsw.add(id, v), adds);
     }
     for (let j = 0; j < 10; j++) {
       const q = queries[(done + j) % queries.length];
-      searchMs.push(timed(() => hnsw.search(q, K), searchCpu));
+      timed(() => hnsw.search(q, K), searches);
     }
     done += b;
     maxNodes = Math.max(maxNodes, hnsw.nodeCount ?? 0);
+    await new Promise((resolve) => setImmediate(resolve)); // lets the GC observer deliver
   }
   const churnMs = performance.now() - t0;
+  gcObserver.disconnect();
+  gcs.sort((a, b) => a[0] - b[0]);
   // Fresh queries on what is alive now: half near duplicates of live entries, half fresh draws.
   const after = [];
   for (let i = 0; i < queryCount; i++) {
@@ -268,11 +294,13 @@ async function child(size, dataKind, queryCount, efs, churnFactor, entry) {
       replaced: total,
       ms: churnMs,
       efSearch: perEf[0].efSearch,
-      add: spread(addMs),
-      remove: spread(removeMs),
-      search: spread(searchMs),
+      add: spread(adds.wall),
+      remove: spread(removes.wall),
+      search: spread(searches.wall),
       // CPU time per call: on a shared machine the wall-clock tail also holds time the process was not running.
-      cpu: { add: spread(addCpu), remove: spread(removeCpu), search: spread(searchCpu) },
+      cpu: { add: spread(adds.cpu), remove: spread(removes.cpu), search: spread(searches.cpu) },
+      noGc: { add: spread(withoutGc(adds, gcs)), remove: spread(withoutGc(removes, gcs)), search: spread(withoutGc(searches, gcs)) },
+      gcEvents: gcs.length,
       exactP99: e2.p99,
       hnswP99: h2.p99,
       recallBefore: perEf[0].recall,
@@ -338,16 +366,17 @@ async function main() {
   }
   lines.push(
     '',
-    `TTL churn (oldest expire in bursts of 1% of the size, as many added, 10 searches a burst; --churn ${churn} × size replaced; HNSW at the first --ef). ms per single HNSW call, wall clock p50 / p99 / max, and the largest CPU time of one call:`,
+    `TTL churn (oldest expire in bursts of 1% of the size, as many added, 10 searches a burst; --churn ${churn} × size replaced; HNSW at the first --ef). ms per single HNSW call, wall clock p50 / p99 / max; the largest CPU time of one call; the largest wall time of a call no GC event overlapped:`,
     '',
-    '| data      | entries | churn s | add ms                 | remove ms              | search ms              | max CPU ms add / remove / search |',
-    '|-----------|--------:|--------:|------------------------|------------------------|------------------------|----------------------------------|',
+    '| data      | entries | churn s | add ms                 | remove ms              | search ms              | max CPU ms add / remove / search | max ms without GC add / remove / search |',
+    '|-----------|--------:|--------:|------------------------|------------------------|------------------------|----------------------------------|-----------------------------------------|',
   );
   const trio = (t) => `${f(t.p50, 3)} / ${f(t.p99, 3)} / ${f(t.max, 3)}`.padEnd(22);
   for (const r of rows) {
     const c = r.churn;
     const cpu = `${f(c.cpu.add.max, 3)} / ${f(c.cpu.remove.max, 3)} / ${f(c.cpu.search.max, 3)}`.padEnd(32);
-    lines.push(`| ${r.data.padEnd(9)} | ${String(r.size).padStart(7)} | ${cell(c.ms / 1000, 7)} | ${trio(c.add)} | ${trio(c.remove)} | ${trio(c.search)} | ${cpu} |`);
+    const noGc = `${f(c.noGc.add.max, 3)} / ${f(c.noGc.remove.max, 3)} / ${f(c.noGc.search.max, 3)}`.padEnd(39);
+    lines.push(`| ${r.data.padEnd(9)} | ${String(r.size).padStart(7)} | ${cell(c.ms / 1000, 7)} | ${trio(c.add)} | ${trio(c.remove)} | ${trio(c.search)} | ${cpu} | ${noGc} |`);
   }
   lines.push(
     '',

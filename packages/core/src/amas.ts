@@ -245,8 +245,7 @@ export class Amas<L extends Limiter | StoreLimiter = Limiter | StoreLimiter> imp
 
   /** Resolves once the shared store is connected (at once without one); rejects after `timeoutMs`. */
   async ready(timeoutMs = 5000): Promise<void> {
-    const store = this.store as { ready?: (ms: number) => Promise<void> } | undefined;
-    if (store?.ready) await store.ready(timeoutMs);
+    await this.store?.ready?.(timeoutMs);
     // Shared breakers read the cluster-wide state once connected (a breaker open elsewhere starts open here).
     await this.breakers.ready();
     await this.tieredCache?.ready();

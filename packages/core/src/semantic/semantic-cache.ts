@@ -356,6 +356,8 @@ export class SemanticCache<V = unknown> {
       return undefined;
     });
     await this.subscription;
+    // The subscriber connection may be up before the command connection: wait for the store itself.
+    await store.ready?.();
     const ids = await store.run(SEMANTIC_LIST, [this.idsKey()], []);
     for (let i = 0; i < ids.length; i += 500) {
       const slice = ids.slice(i, i + 500);

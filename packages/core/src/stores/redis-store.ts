@@ -135,6 +135,9 @@ export class RedisStore implements Store {
       });
     }
     this.watch(this.client, true);
+    // A client made with `lazyConnect` would wait for a first command, which this store holds back until
+    // the client is ready: connect it now (failures arrive as 'error' events, watched above).
+    connectIfLazy(this.client);
     this.slowConnection = this.dedicated('slow-work');
     this.subscriberConnection = this.dedicated('subscriber', (sub) => sub.on('message', this.deliver));
     if (this.client.status === 'ready') this.status = 'ready';
@@ -503,6 +506,7 @@ export class RedisStore implements Store {
         const client = this.client.duplicate();
         this.watch(client, false);
         setUp(client);
+        connectIfLazy(client);
         return client;
       },
       Math.max(2000, this.commandTimeoutMs),
@@ -693,6 +697,11 @@ function groupBySlot<K extends string | Buffer>(keys: readonly K[], keyPrefix: s
 /** Escapes the glob characters of a SCAN MATCH pattern, so `prefix` matches only itself. */
 function escapeGlob(prefix: string): string {
   return prefix.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/** Starts connecting a client that waits for its first command (`lazyConnect`); errors surface as its 'error' events. */
+function connectIfLazy(client: RedisClient): void {
+  if (client.status === 'wait') client.connect().catch(() => undefined);
 }
 
 /** Resolves with `client` once it is ready (at once if it is); rejects StoreUnavailableError after `timeoutMs`. */

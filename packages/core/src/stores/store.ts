@@ -138,6 +138,12 @@ export interface Store {
   subscribe(channel: string, listener: StoreMessageListener): Promise<StoreSubscription>;
   /** True while the store answers (for fallbacks that must decide without waiting). */
   readonly available: boolean;
+  /**
+   * Resolves once the store can take commands (at once for a store with nothing to connect); rejects
+   * StoreUnavailableError after `timeoutMs` or once a connection attempt failed. Work that must read the
+   * store at start-up (an index rebuilt from it) waits for this instead of failing on a store still connecting.
+   */
+  ready?(timeoutMs?: number): Promise<void>;
   health(): StoreHealth;
   on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void;
   close(): Promise<void>;

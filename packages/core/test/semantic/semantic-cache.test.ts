@@ -10,6 +10,7 @@ import { UniversalSentenceEncoderEmbedder } from '../../src/semantic/use-embedde
 import { MemoryStore } from '../../src/stores/memory-store.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
 import { createAmas } from '../../src/amas.js';
+import { startSlowFirstConnectionProxy } from '../../../../test/support/slow-first-connection-proxy.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 // One real model for the file, behind an LRU (the caches below never close it).
@@ -145,6 +146,24 @@ describe('SemanticCache (real embeddings)', () => {
       expect(afterClear.stats().entries).toBe(0);
     } finally {
       await storeA.deleteByPrefix(prefix);
+    }
+  });
+
+  it('waits for a store that is still connecting (its Pub/Sub connection ready before the command one)', async () => {
+    const prefix = `amas-test-scc-${process.pid}-${Math.random().toString(36).slice(2, 8)}:`;
+    const redisPort = Number(new URL(REDIS_URL).port || 6379);
+    // The command connection is the first one made: the proxy holds it back, so Pub/Sub is ready first.
+    const proxy = await startSlowFirstConnectionProxy(redisPort, 400);
+    try {
+      const store = track(new RedisStore({ url: `redis://127.0.0.1:${proxy.port}`, prefix }));
+      const c = cache({ store, name: 'connecting' });
+      expect(store.health().status).toBe('connecting');
+      await c.set('What is the capital of Austria?', 'Vienna');
+      expect((await c.get('What is the capital of Austria?'))?.value).toBe('Vienna');
+      await store.deleteByPrefix(prefix);
+    } finally {
+      while (open.length) await open.pop()!.close().catch(() => undefined);
+      await proxy.close();
     }
   });
 

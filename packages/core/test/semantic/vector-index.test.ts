@@ -484,9 +484,8 @@ describe('HnswVectorIndex removal and slot reuse', () => {
         return normalize(v);
       });
     const recalls = churn(data, 512, 4);
-    console.log(recalls);
-    // Measured: RECALLS_CLUSTERED
-    for (const x of recalls) expect(x).toBeGreaterThanOrEqual(Math.min(0.98, recalls[0]! - 0.02));
+    // Measured: 1.000 before and after every round.
+    for (const x of recalls) expect(x).toBeGreaterThanOrEqual(0.99);
   }, 180_000);
 
   it('keeps the node count at the peak and recall@5 where it was under TTL churn, random 64-dim data', () => {
@@ -494,9 +493,9 @@ describe('HnswVectorIndex removal and slot reuse', () => {
     const r = rng(9);
     const data = (n: number): Float32Array[] => Array.from({ length: n }, () => randomUnit(r, 64));
     const recalls = churn(data, 64, 6);
-    console.log(recalls);
-    // Measured: RECALLS_RANDOM
-    for (const x of recalls.slice(1)) expect(x).toBeGreaterThanOrEqual(recalls[0]! - 0.03);
+    // Measured: 0.978 before, 0.977-0.988 after the rounds (a fresh build on the same data: ~0.97).
+    for (const x of recalls) expect(x).toBeGreaterThanOrEqual(0.95);
+    for (const x of recalls.slice(1)) expect(x).toBeGreaterThanOrEqual(recalls[0]! - 0.02);
   }, 180_000);
 
   it('reports the memory it holds outside the JS heap', () => {

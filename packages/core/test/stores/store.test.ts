@@ -103,3 +103,27 @@ async function closeAndClean(store: RedisStore): Promise<void> {
     await store.close();
   }
 }
+
+describe('RedisStore on a client the application made', () => {
+  it('connects a lazyConnect client itself (it would otherwise wait for a command the store holds back)', async () => {
+    const client = new Redis(REDIS_URL, { lazyConnect: true });
+    const store = new RedisStore({ client, prefix: prefix() });
+    try {
+      expect(client.status).not.toBe('wait');
+      await store.ready(3000);
+      const key = store.key('lazy', 'k');
+      await store.set(key, 'v');
+      expect(await store.get(key)).toBe('v');
+      // Dedicated connections (Pub/Sub here) are duplicates of the lazy client: they connect too.
+      const got: string[] = [];
+      const sub = await store.subscribe('lazy-channel', (m) => got.push(m));
+      await store.publish('lazy-channel', 'hello');
+      await expect.poll(() => got, { timeout: 3000 }).toEqual(['hello']);
+      await sub.unsubscribe();
+      await store.delete(key);
+    } finally {
+      await store.close();
+      client.disconnect();
+    }
+  });
+});
