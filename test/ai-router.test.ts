@@ -6,6 +6,8 @@
  * capped). The router's clock is a ManualClock, so ejection times, backoffs and Retry-After waits are driven
  * by the test; only the HTTP is real. No timed assertions.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BreakerOpenError, ManualClock, retryAfterFromError, silentLogger } from '@amas/core';
@@ -266,5 +268,57 @@ describe.each(transports)('ModelRouter over real HTTP via %s', (_name, makeTrans
     const fallback = await router.chat(body('gpt-4o'));
     expect(fallback.model).toBe('gpt-4o-mini');
     expect(providers[3].stats().requests).toBe(2);
+  });
+
+  it('attemptTimeoutMs aborts a provider that never answers (or never starts its stream) and retries on another', async () => {
+    // A real server that takes requests and never answers: one that stays silent, one that sends stream headers only.
+    const open = new Set<import('node:http').ServerResponse>();
+    let closedByClient = 0;
+    const silent = createServer((req, res) => {
+      open.add(res);
+      req.resume();
+      if (req.headers['x-stall-stream'] === '1') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.flushHeaders();
+      }
+      res.on('close', () => {
+        open.delete(res);
+        if (!res.writableEnded) closedByClient++;
+      });
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const { router, clock } = makeRouter({
+        m: { attemptTimeoutMs: 300, retry: { baseDelayMs: 0 }, endpoints: [{ id: 'silent', url }, endpoint(0)] },
+        s: { attemptTimeoutMs: 300, retry: { baseDelayMs: 0 }, endpoints: [{ id: 'stalled', url, headers: { 'x-stall-stream': '1' } }, endpoint(1)] },
+      });
+      const pending = router.chat(body('m'));
+      await waitFor(() => open.size === 1, 'the silent server to hold the request');
+      await clock.advance(300);
+      const result = await pending;
+      expect(result.attempts.map((a) => [a.endpoint, a.error?.constructor.name ?? a.status])).toEqual([
+        ['silent', 'TimeoutError'],
+        ['p0', 200],
+      ]);
+      expect(json(result.response.body).model).toBe('m');
+      await waitFor(() => closedByClient === 1, 'the timed-out request to be aborted');
+
+      const streaming = router.chatStream({ ...body('s'), stream: true });
+      await waitFor(() => open.size === 1, 'the stalled stream to start');
+      await clock.advance(300);
+      const stream = await streaming;
+      expect(stream.attempts.map((a) => [a.endpoint, a.error?.constructor.name ?? a.status])).toEqual([
+        ['stalled', 'TimeoutError'],
+        ['p1', 200],
+      ]);
+      expect(await readAll(stream.response)).toContain('[DONE]');
+      await waitFor(() => closedByClient === 2, 'the stalled stream to be aborted');
+      expect(router.stats().m.endpoints[0]).toMatchObject({ outstanding: 0, errors: 1 });
+    } finally {
+      for (const res of open) res.destroy();
+      silent.closeAllConnections(); // idle keep-alive sockets would hold close() up
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

@@ -13,8 +13,8 @@
  * before handing the stream over, so a provider that answers 200 and then dies at once is retried like any other
  * failure. After that the caller owns the stream.
  */
-import { sleep as clockSleep, type Clock } from '../clock.js';
-import { AbortedError, BreakerOpenError, InvalidRequestError, isAmasError } from '../errors.js';
+import { sleep as clockSleep, type Clock, type TimerHandle } from '../clock.js';
+import { AbortedError, BreakerOpenError, InvalidRequestError, isAmasError, TimeoutError } from '../errors.js';
 import { Emitter } from '../events.js';
 import type { Logger } from '../logger.js';
 import { CircuitBreaker, type BreakerPermit, type BreakerState } from '../policies/circuit-breaker.js';
@@ -625,12 +625,27 @@ export class ModelRouter {
     attemptNo: number,
   ): Promise<AttemptOutcome<R>> {
     const signal = opts.signal;
+    // The attempt's own deadline: its signal aborts the upstream call when either the caller or the timer does.
+    const timeoutMs = g.route.attemptTimeoutMs;
+    let timer: TimerHandle | undefined;
+    let timedOut: TimeoutError | undefined;
+    let attemptSignal = signal;
+    if (timeoutMs !== undefined) {
+      const deadline = new AbortController();
+      timer = this.clock.setTimeout(() => {
+        timedOut = new TimeoutError(`"${ep.id}" did not ${stream ? 'start streaming' : 'answer'} within ${timeoutMs}ms (attemptTimeoutMs)`, {
+          details: { model: g.name, endpoint: ep.id, timeoutMs },
+        });
+        deadline.abort(timedOut);
+      }, timeoutMs);
+      attemptSignal = signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]);
+    }
     const request: UpstreamRequest = {
       path,
       method: 'POST',
       body: isPlainObject(body) ? { ...body, model: ep.config.model ?? g.name } : body,
       ...(opts.headers === undefined ? {} : { headers: opts.headers }),
-      ...(signal === undefined ? {} : { signal }),
+      ...(attemptSignal === undefined ? {} : { signal: attemptSignal }),
     };
     const start = this.clock.now();
     ep.outstanding++;
@@ -665,11 +680,15 @@ export class ModelRouter {
 
     let response: UpstreamResponse | UpstreamStream;
     try {
-      response = await raceAbort(pending, signal);
-      if (stream) response = await this.firstChunk(g, ep, response as UpstreamStream, signal, release);
-    } catch (error) {
+      response = await raceAbort(pending, attemptSignal);
+      if (stream) response = await this.firstChunk(g, ep, response as UpstreamStream, attemptSignal, release);
+      this.clock.clearTimeout(timer);
+    } catch (caught) {
+      this.clock.clearTimeout(timer);
       abandoned = true;
       const latencyMs = this.clock.now() - start;
+      // Our deadline aborted the call: it failed as a timeout (unless the caller gave up at the same moment).
+      const error = timedOut !== undefined && !signal?.aborted ? timedOut : caught;
       if (signal?.aborted) {
         permit.release();
         const aborted = error instanceof AbortedError ? error : abortedBy(signal);

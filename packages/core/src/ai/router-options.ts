@@ -81,6 +81,13 @@ export interface ModelRouteSettings {
   outlier?: OutlierDetectionOptions;
   /** Per-endpoint circuit breaker. Default: the CircuitBreaker defaults (5 failures in a row, 30 s open). */
   breaker?: RouterBreakerOptions;
+  /**
+   * Longest one upstream attempt may take, in ms: a JSON call until its whole
+   * response, a stream until its first chunk (a stream that has started is never cut). Past it the attempt is
+   * aborted and fails as a timeout (504 `AMAS_TIMEOUT`): retried on another endpoint, then the fallbacks, like
+   * any timeout. Default: none (the provider client's `headersTimeout` / `bodyTimeout` still apply).
+   */
+  attemptTimeoutMs?: number;
 }
 
 export interface ModelRouteOptions extends ModelRouteSettings {
@@ -135,6 +142,8 @@ export interface ResolvedModelRoute {
   healthCheck: HealthCheckOptions | undefined;
   outlier: OutlierDetectionOptions;
   breaker: RouterBreakerOptions;
+  /** Undefined: no per-attempt deadline. */
+  attemptTimeoutMs: number | undefined;
 }
 
 export interface ResolvedRouterOptions {
@@ -195,6 +204,7 @@ const settingsShape = {
   healthCheck: healthCheckOptionsSchema.optional(),
   outlier: outlierDetectionOptionsSchema.optional(),
   breaker: routerBreakerSchema.optional(),
+  attemptTimeoutMs: timerMs.refine((ms) => ms >= 1, 'a duration of at least 1 ms').optional(),
 };
 
 export const modelRouteSettingsSchema = z.strictObject(settingsShape);
@@ -335,6 +345,7 @@ export function resolveRouterOptions(input: ModelRouterOptions | unknown): Resol
       healthCheck: healthOn ? health : undefined,
       outlier: { ...defined(defaults.outlier), ...defined(shell.outlier as OutlierDetectionOptions | undefined) },
       breaker,
+      attemptTimeoutMs: shell.attemptTimeoutMs ?? defaults.attemptTimeoutMs,
     });
   }
 

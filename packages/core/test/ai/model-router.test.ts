@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { AbortedError, BreakerOpenError, InvalidOptionError, InvalidRequestError } from '../../src/errors.js';
+import { AbortedError, BreakerOpenError, InvalidOptionError, InvalidRequestError, TimeoutError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { BreakerRegistry } from '../../src/policies/breaker-registry.js';
 import {
@@ -27,6 +27,8 @@ interface Reply {
   chunks?: string[];
   /** The stream body throws after this many chunks (streams only). */
   breakAfter?: number;
+  /** Streams only: headers arrive, the first chunk never does (until the request's signal aborts). */
+  stallFirstChunk?: boolean;
 }
 
 type Behaviour = (request: UpstreamRequest, endpoint: EndpointConfig) => Reply | 'hang' | Promise<Reply | 'hang'>;
@@ -74,7 +76,15 @@ class FakeTransport implements ProviderTransport {
     const reply = await this.answer(endpoint, request, true);
     const chunks = reply.chunks ?? ['data: a\n\n', 'data: b\n\n', 'data: [DONE]\n\n'];
     const breakAfter = reply.breakAfter;
+    const signal = request.signal;
+    const stall = reply.stallFirstChunk === true;
     async function* body(): AsyncGenerator<Uint8Array> {
+      if (stall) {
+        await new Promise<void>((_, reject) => {
+          if (signal?.aborted) reject(signal.reason);
+          signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+        });
+      }
       for (let i = 0; i < chunks.length; i++) {
         if (breakAfter !== undefined && i >= breakAfter) throw new Error('socket hang up');
         yield Buffer.from(chunks[i]);
@@ -697,6 +707,82 @@ describe('ModelRouter: abort', () => {
     const { error } = await settle(router.chat(chatBody('m'), { signal: AbortSignal.abort() }));
     expect(error).toBeInstanceOf(AbortedError);
     expect(transport.calls).toHaveLength(0);
+  });
+});
+
+describe('ModelRouter: attemptTimeoutMs', () => {
+  it('aborts an attempt that does not answer in time, fails it as a timeout and retries on another endpoint', async () => {
+    const transport = new FakeTransport().set(A, 'hang').set(B, {});
+    const { router, clock } = setup(
+      { models: { m: { attemptTimeoutMs: 2000, retry: { ...noDelay, jitter: 'none' }, endpoints: [{ url: A, id: 'a' }, { url: B, id: 'b' }] } } },
+      transport,
+    );
+    const outcomes: string[] = [];
+    router.on('attempt', (e) => outcomes.push(`${e.endpoint}:${e.outcome}`));
+    const pending = router.chat(chatBody('m'));
+    await clock.advance(1999);
+    expect(transport.calls).toHaveLength(1); // still waiting on a
+    await clock.advance(1);
+    const result = await pending;
+    expect(result.endpoint).toBe('b');
+    expect(outcomes).toEqual(['a:timeout', 'b:success']);
+    const timedOut = result.attempts[0]!.error as TimeoutError;
+    expect(timedOut).toBeInstanceOf(TimeoutError);
+    expect(timedOut.message).toContain('did not answer within 2000ms');
+    expect(timedOut.status).toBe(504);
+    // The upstream call itself was aborted (the hanging fake settles only on its signal), and a was blamed.
+    expect(router.stats().m.endpoints[0]).toMatchObject({ outstanding: 0, errors: 1 });
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('falls back to another model once every attempt timed out; a caller abort stays an abort', async () => {
+    const transport = new FakeTransport().set(A, 'hang').set(B, {});
+    const { router, clock } = setup(
+      {
+        defaults: { attemptTimeoutMs: 500 },
+        models: { m: { retry: { maxAttempts: 2, ...noDelay }, fallbacks: ['n'], endpoints: [{ url: A, id: 'a' }] }, n: { endpoints: [{ url: B, id: 'b' }] } },
+      },
+      transport,
+    );
+    const pending = router.chat(chatBody('m'));
+    await clock.advance(500);
+    await clock.advance(500);
+    const result = await pending;
+    expect(result.model).toBe('n');
+    expect(result.attempts.map((a) => [a.endpoint, a.error instanceof TimeoutError])).toEqual([
+      ['a', true],
+      ['a', true],
+      ['b', false],
+    ]);
+
+    const controller = new AbortController();
+    const aborted = settle(router.chat(chatBody('m'), { signal: controller.signal }));
+    await clock.advance(100);
+    controller.abort(new Error('client went away'));
+    expect((await aborted).error).toBeInstanceOf(AbortedError);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('a stream counts until its first chunk: one that never starts is retried, one that started is never cut', async () => {
+    const transport = new FakeTransport().set(A, { stallFirstChunk: true }).set(B, { chunks: ['data: x\n\n', 'data: [DONE]\n\n'] });
+    const { router, clock } = setup({ models: { m: { attemptTimeoutMs: 1000, retry: noDelay, endpoints: [{ url: A, id: 'a' }, { url: B, id: 'b' }] } } }, transport);
+    const pending = router.chatStream(chatBody('m'));
+    await clock.advance(1000);
+    const result = await pending;
+    expect(result.endpoint).toBe('b');
+    expect((result.attempts[0]!.error as TimeoutError).message).toContain('did not start streaming within 1000ms');
+    // The timer is gone once the first chunk came: reading slowly past the deadline is fine.
+    expect(clock.pendingTimers).toBe(0);
+    await clock.advance(5000);
+    expect(await readAll(result.response)).toBe('data: x\n\ndata: [DONE]\n\n');
+    expect(router.stats().m.endpoints.map((e) => e.outstanding)).toEqual([0, 0]);
+  });
+
+  it('rejects a bad attemptTimeoutMs with its path', () => {
+    const error = invalidOption(() => new ModelRouter({ transport: new FakeTransport(), models: { m: { attemptTimeoutMs: 0, endpoints: [{ url: A }] } } }));
+    expect(error.issues.map((i) => i.path)).toEqual(['models.m.attemptTimeoutMs']);
+    const bad = invalidOption(() => new ModelRouter({ transport: new FakeTransport(), defaults: { attemptTimeoutMs: '5s' as never }, models: { m: { endpoints: [{ url: A }] } } }));
+    expect(bad.issues.map((i) => i.path)).toEqual(['defaults.attemptTimeoutMs']);
   });
 });
 
