@@ -53,8 +53,10 @@ const GROUPS = {
     unit: 'ops/s',
     variants: [
       { id: 'baseline', label: 'bare Map get+set counter', baseline: true },
-      { id: 'amas-sliding-window', label: 'AMAS sliding window check()', target: 0.6 },
-      { id: 'amas-token-bucket', label: 'AMAS token bucket check()', target: 0.6 },
+      { id: 'amas-sliding-window', label: 'AMAS sliding window tryAcquire()', target: 0.6 },
+      { id: 'amas-token-bucket', label: 'AMAS token bucket tryAcquire()', target: 0.6 },
+      { id: 'amas-sliding-window-check', label: 'AMAS sliding window check() (with report)' },
+      { id: 'amas-token-bucket-check', label: 'AMAS token bucket check() (with report)' },
       { id: 'rate-limiter-flexible', label: 'rate-limiter-flexible Memory (await consume)' },
     ],
   },

@@ -23,6 +23,35 @@ export const systemClock: Clock = {
   },
 };
 
+/**
+ * systemClock's time for hot paths (a limiter decision, an L1 hit), where reading the system clock costs more
+ * than the rest of the work (70 to 100 ns on virtual machines). Date.now() is read once and reused until a 1 ms
+ * timer forgets it, or after COARSE_READS reads, whichever comes first: a reading lags the true time by about
+ * a millisecond at most (no more than a few dozen calls' time while one synchronous run keeps the timer from
+ * firing) and never runs ahead. A span measured between two readings is therefore off by up to ~1 ms either
+ * way: a TTL or a limit window of W acts as W +/- 1 ms. Injected clocks are read directly by the callers,
+ * so tests stay exact.
+ */
+export function coarseNow(): number {
+  if (coarseReadsLeft-- > 0) return coarseTime;
+  coarseTime = Date.now();
+  coarseReadsLeft = COARSE_READS - 1;
+  if (!coarseTimerArmed) {
+    coarseTimerArmed = true;
+    setTimeout(forgetCoarseTime, 1).unref();
+  }
+  return coarseTime;
+}
+
+const COARSE_READS = 64;
+let coarseTime = 0;
+let coarseReadsLeft = 0;
+let coarseTimerArmed = false;
+function forgetCoarseTime(): void {
+  coarseTimerArmed = false;
+  coarseReadsLeft = 0;
+}
+
 interface ManualTimer {
   id: number;
   at: number;

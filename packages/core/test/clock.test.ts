@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock, sleep } from '../src/clock.js';
+import { coarseNow, ManualClock, sleep } from '../src/clock.js';
 
 describe('ManualClock', () => {
   it('fires due timers in order as time advances, and only then', async () => {
@@ -31,5 +31,27 @@ describe('ManualClock', () => {
     ac.abort(new Error('stop'));
     await expect(aborted).rejects.toThrow('stop');
     expect(clock.pendingTimers).toBe(0);
+  });
+});
+
+describe('coarseNow', () => {
+  it('never runs ahead of Date.now(), and a new millisecond shows within 64 reads even while the loop is busy', async () => {
+    const first = coarseNow();
+    expect(first).toBeLessThanOrEqual(Date.now());
+    // Once the loop turns, the 1 ms timer has let the reading go.
+    await sleep(5);
+    const later = coarseNow();
+    expect(later).toBeGreaterThan(first);
+    expect(later).toBeLessThanOrEqual(Date.now());
+    // A synchronous run keeps the timer from firing: the read count still bounds how long a reading is reused.
+    const t0 = coarseNow();
+    while (Date.now() <= t0) {
+      // busy: the time moves past t0 while no timer can fire
+    }
+    const readings: number[] = [];
+    for (let i = 0; i < 64; i++) readings.push(coarseNow());
+    expect(readings[63]).toBeGreaterThan(t0);
+    for (let i = 1; i < readings.length; i++) expect(readings[i]).toBeGreaterThanOrEqual(readings[i - 1]!);
+    expect(readings[63]).toBeLessThanOrEqual(Date.now());
   });
 });

@@ -5,6 +5,7 @@ import {
   SlidingWindowLimiter,
   slidingWindowConsume,
   slidingWindowInitial,
+  slidingWindowTotal,
   type SlidingWindowConfig,
   type SlidingWindowOptions,
 } from '../src/policies/sliding-window.js';
@@ -63,6 +64,28 @@ describe('SlidingWindowLimiter: one window', () => {
     expect(limiter.check('k', 5)).toMatchObject({ allowed: false, cost: 5 });
     expect(limiter.check('k', 4).windows[0]!.remaining).toBe(0);
     expect(limiter.check('k', 0).allowed).toBe(true);
+  });
+
+  it('tryAcquire gives the decision check gives, as a boolean, and charges the same', async () => {
+    const { clock, limiter } = make({ windows: [{ limit: 10, window: '1s' }] });
+    expect(limiter.tryAcquire('k', 6)).toBe(true);
+    expect(limiter.tryAcquire('k', 5)).toBe(false); // denied: charges nothing
+    expect(limiter.getUsage('k')[0]!.used).toBe(6);
+    expect(limiter.tryAcquire('k', 4)).toBe(true);
+    expect(limiter.check('k').allowed).toBe(false);
+    expect(() => limiter.tryAcquire('k', 11)).toThrow(RangeError);
+    expect(() => limiter.tryAcquire('k', Number.NaN)).toThrow(RangeError);
+    await clock.advance(1000);
+    expect(limiter.tryAcquire('k', 10)).toBe(true);
+    // While a waiter is queued what frees up is the waiter's: tryAcquire denies, as check does.
+    const waiter = limiter.take('k', 3);
+    await clock.advance(1000);
+    await expect(waiter).resolves.toMatchObject({ allowed: true });
+    const queued = limiter.take('k', 8);
+    await clock.advance(500);
+    expect(limiter.tryAcquire('k', 1)).toBe(false);
+    await clock.advance(1000);
+    await expect(queued).resolves.toMatchObject({ allowed: true });
   });
 
   it('frees units sharing a sub-bucket together, W after the latest of them', () => {
@@ -171,13 +194,17 @@ describe('SlidingWindowLimiter: several windows', () => {
     expect(limiter.getUsage('k').map((u) => u.name)).toEqual(['minute', 'hour', 'day']);
   });
 
-  it('exposes the pure transition over plain arrays', () => {
-    const config: SlidingWindowConfig = { limits: [1], windowMs: [100], buckets: [2], offsets: [0] };
+  it('exposes the pure transition over one flat array of numbers', () => {
+    const config: SlidingWindowConfig = { limits: [1, 5], windowMs: [100, 1000], buckets: [2, 4], offsets: [0, 3] };
     const state = slidingWindowInitial(config, 1000);
+    // 2 header numbers, 3 per window, a count and a time per ring slot (3 + 5 slots).
+    expect(state).toHaveLength(2 + 3 * 2 + 2 * (3 + 5));
     expect(slidingWindowConsume(state, config, 1000, 1)).toBe(0);
     expect(slidingWindowConsume(state, config, 1040, 1)).toBe(60); // the unit from 1000 leaves at 1100
-    expect(state.totals).toEqual([1]);
-    expect(JSON.parse(JSON.stringify(state))).toEqual({ ...state, lastAt: 1000 });
+    expect([slidingWindowTotal(state, 0), slidingWindowTotal(state, 1)]).toEqual([1, 1]);
+    expect(JSON.parse(JSON.stringify(state))).toEqual(state); // plain numbers: serializable as they are
+    expect(slidingWindowConsume(state, config, 1100, 1)).toBe(0);
+    expect([slidingWindowTotal(state, 0), slidingWindowTotal(state, 1)]).toEqual([1, 2]);
   });
 });
 

@@ -117,6 +117,13 @@ describe('StoreLimiter on Redis', () => {
     const bucket = limiter({ algorithm: 'token-bucket', capacity: 100, refillPerSecond: 0.001 }, { store, name: 'race-tb' });
     const tokens = await Promise.all(Array.from({ length: 300 }, () => bucket.check('user')));
     expect(tokens.filter((d) => d.allowed)).toHaveLength(100);
+
+    // tryAcquire: the same decisions, as booleans.
+    const plain = limiter({ limit: 50, window: '1h' }, { store, name: 'race-bool' });
+    const answers = await Promise.all(Array.from({ length: 120 }, () => plain.tryAcquire('user')));
+    expect(answers.filter(Boolean)).toHaveLength(50);
+    expect((await plain.getUsage('user'))[0]!.used).toBe(50);
+    await expect(plain.tryAcquire('user', 51)).rejects.toBeInstanceOf(RangeError);
   });
 
   it('waits in take() on the injected clock and times out, against Redis too', async () => {

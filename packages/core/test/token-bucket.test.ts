@@ -83,6 +83,23 @@ describe('TokenBucketLimiter: decisions', () => {
     expect(limiter.getUsage('k')[0]!.used).toBe(1);
   });
 
+  it('tryAcquire gives the decision check gives, as a boolean, and charges the same', async () => {
+    const { clock, limiter } = make({ capacity: 3, refillPerSecond: 1 });
+    expect(limiter.tryAcquire('k', 2)).toBe(true);
+    expect(limiter.tryAcquire('k', 2)).toBe(false); // denied: takes nothing
+    expect(limiter.getUsage('k')[0]!.used).toBe(2);
+    expect(limiter.tryAcquire('k')).toBe(true);
+    expect(limiter.tryAcquire('k')).toBe(false);
+    expect(() => limiter.tryAcquire('k', 4)).toThrow(RangeError);
+    await clock.advance(1000);
+    expect(limiter.tryAcquire('k')).toBe(true);
+    const waiter = limiter.take('k', 2);
+    await clock.advance(1000); // one token back, promised to the waiter
+    expect(limiter.tryAcquire('k')).toBe(false);
+    await clock.advance(1000);
+    await expect(waiter).resolves.toMatchObject({ allowed: true });
+  });
+
   it('keeps keys independent', () => {
     const { limiter } = make({ capacity: 1 });
     expect(limiter.check('a').allowed).toBe(true);

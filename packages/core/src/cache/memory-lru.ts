@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { systemClock, type Clock } from '../clock.js';
+import { coarseNow, systemClock, type Clock } from '../clock.js';
 import { clockSchema, parseOptions, positiveInt } from '../options/validate.js';
 
 /**
@@ -69,12 +69,8 @@ export class MemoryLru {
   readonly maxEntries: number;
   readonly maxBytes: number;
   private readonly clock: Clock;
-  /** systemClock is read through `cachedNow` (see `now`); any other clock on every call. */
+  /** systemClock is read through `coarseNow` (see `now`); any other clock on every call. */
   private readonly coarse: boolean;
-  private cachedNow = -1;
-  private readonly forgetNow = (): void => {
-    this.cachedNow = -1;
-  };
   private readonly namespaces = new Map<string, Map<string, Node>>();
   private readonly sentinel: Node;
   private count = 0;
@@ -246,20 +242,12 @@ export class MemoryLru {
   }
 
   /**
-   * The time expiry is compared with. Reading the system clock costs more than the rest of a hit (70 to
-   * 100 ns on virtual machines), so, like lru-cache's ttlResolution, systemClock is read at most once per
-   * millisecond: an entry may be served up to about 1 ms past staleUntil (longer only while one synchronous
-   * run keeps the event loop from firing the reset timer). Injected clocks are read every time, so tests
-   * stay exact. Public so the tiered cache compares `freshUntil` on an L1 hit with the same reading
-   * instead of a clock read of its own per hit.
+   * The time expiry is compared with: systemClock through `coarseNow` (so an entry may be served up to about
+   * 1 ms past staleUntil), any injected clock on every call, so tests stay exact. Public so the tiered cache
+   * compares `freshUntil` on an L1 hit with the same reading instead of a clock read of its own per hit.
    */
   now(): number {
-    if (!this.coarse) return this.clock.now();
-    if (this.cachedNow < 0) {
-      this.cachedNow = Date.now();
-      setTimeout(this.forgetNow, 1).unref();
-    }
-    return this.cachedNow;
+    return this.coarse ? coarseNow() : this.clock.now();
   }
 
   private remove(node: Node): void {

@@ -3,7 +3,7 @@
  * Algorithms plug in as pure state transitions over plain per-key state, so another store (Redis + Lua)
  * can run the same math.
  */
-import type { Clock, TimerHandle } from '../clock.js';
+import { coarseNow, systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { AbortedError, RateLimitedError } from '../errors.js';
 import { describe, MAX_TIMER_MS } from '../options/validate.js';
 import type { LimitDecision, Limiter, TakeOptions, WindowUsage } from './limit-decision.js';
@@ -65,6 +65,12 @@ export abstract class InMemoryLimiter<S> implements Limiter {
   private sweepTimer: TimerHandle | undefined;
   private closed = false;
   private readonly sweepFn = (): void => this.sweep();
+  /**
+   * The time `check` and `tryAcquire` decide at: systemClock through `coarseNow` (a reading costs more than
+   * the rest of a decision; a window or refill measured with it is off by up to ~1 ms), an injected clock
+   * directly. Waiters (`take`) are timed with the exact clock.
+   */
+  private readonly decisionNow: () => number;
 
   protected constructor(config: InMemoryLimiterConfig) {
     this.name = config.name;
@@ -73,6 +79,8 @@ export abstract class InMemoryLimiter<S> implements Limiter {
     this.maxKeys = config.maxKeys;
     this.maxQueue = config.maxQueue;
     this.sweepIntervalMs = config.sweepIntervalMs;
+    const clock = config.clock;
+    this.decisionNow = clock === systemClock ? coarseNow : () => clock.now();
   }
 
   /** State of a key never seen (equivalently: fully expired) at `now`. */
@@ -96,7 +104,7 @@ export abstract class InMemoryLimiter<S> implements Limiter {
 
   check(key: string, cost = 1): LimitDecision {
     if (typeof cost !== 'number' || !(cost >= 0 && cost <= this.maxCost)) throw this.costError(cost);
-    const now = this.clock.now();
+    const now = this.decisionNow();
     const entry = this.entry(key, now);
     const state = entry.state;
     if (entry.queue !== undefined) {
@@ -106,6 +114,15 @@ export abstract class InMemoryLimiter<S> implements Limiter {
       return decision;
     }
     return this.decision(state, now, cost, this.consume(state, now, cost));
+  }
+
+  tryAcquire(key: string, cost = 1): boolean {
+    if (typeof cost !== 'number' || !(cost >= 0 && cost <= this.maxCost)) throw this.costError(cost);
+    const now = this.decisionNow();
+    const entry = this.entry(key, now);
+    // While a key has waiters, what frees up is theirs (as in `check`).
+    if (entry.queue !== undefined) return false;
+    return this.consume(entry.state, now, cost) === 0;
   }
 
   getUsage(key: string): WindowUsage[] {

@@ -45,6 +45,11 @@ export interface Limiter {
   readonly name: string;
   /** Non-blocking: admits and charges `cost` (default 1) or denies and charges nothing. */
   check(key: string, cost?: number): LimitDecision;
+  /**
+   * The same decision as `check`, answered as a boolean (true: admitted and charged). Builds no report, so it
+   * allocates nothing: for callers that only branch on the answer (no rate-limit headers, no retry time).
+   */
+  tryAcquire(key: string, cost?: number): boolean;
   getUsage(key: string): WindowUsage[];
   reset(key: string): void;
   /**
@@ -67,6 +72,8 @@ export interface AsyncLimiter {
   readonly name: string;
   /** Non-blocking: admits and charges `cost` (default 1) or denies and charges nothing. */
   check(key: string, cost?: number): Promise<LimitDecision>;
+  /** The same decision as `check`, answered as a boolean (true: admitted and charged). */
+  tryAcquire(key: string, cost?: number): Promise<boolean>;
   getUsage(key: string): Promise<WindowUsage[]>;
   reset(key: string): Promise<void>;
   /** Gives back `cost` units an admitted `check` charged but the caller did not use. */

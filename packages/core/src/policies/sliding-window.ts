@@ -15,29 +15,33 @@ import type { LimitDecision, WindowState, WindowUsage } from './limit-decision.j
  * counted (the oldest bucket may add units a little older), so no half-open span of length W ever holds
  * more than `limit` units. A lone call frees exactly W after it was made; a unit sharing its bucket with a
  * later one keeps counting until W after that later one (at most W/B longer). State per key is bounded:
- * 2(B+1) numbers per window.
+ * 2(B+1) + 3 numbers per window.
  *
- * The algorithm is a pure state transition over plain numbers and arrays: given (state, config, now,
+ * The algorithm is a pure state transition over one flat array of numbers: given (state, config, now,
  * cost) it updates the state and returns the wait, with no clock, timers or I/O. The in-memory store
  * runs it per key; a Redis store can run the same arithmetic inside a Lua script so processes share one
  * window atomically.
  */
-export interface SlidingWindowState {
-  /** Per window: absolute index of the newest bucket the ring has been rotated to. */
-  heads: number[];
-  /** Per window: ring slot (0..B) holding bucket `heads[w]`; older buckets sit in the slots before it. */
-  cursors: number[];
-  /** Per window: units the window holds now (sum of its ring). */
-  totals: number[];
-  /** The rings back to back: window w owns slots [offsets[w], offsets[w] + buckets[w] + 1). */
-  counts: number[];
-  /** Per slot: time of the latest charge into it (meaningful only while its count is > 0). */
-  times: number[];
-  /** Time of the last charge (-Infinity when none). */
-  lastAt: number;
-  /** Before this time nothing can expire or rotate (a cheap early exit for the hot path). */
-  rotateAt: number;
-}
+
+/**
+ * One key's state, flat so a decision touches few cache lines (a limiter with many keys is bound by memory,
+ * not arithmetic). Layout, all numbers:
+ * - [LAST_AT]: time of the last charge (-Infinity when none);
+ * - [ROTATE_AT]: before this time nothing can expire or rotate (a cheap early exit for the hot path);
+ * - per window w at `2 + 3w`: the absolute index of the newest bucket the ring has been rotated to (head),
+ *   the ring slot (0..B) holding it (cursor; older buckets sit in the slots before it), and the units the
+ *   window holds now (total, the sum of its ring);
+ * - per ring slot k (windows' rings back to back, window w owning slots [offsets[w], offsets[w] + B_w + 1)):
+ *   at `config.slotBase + 2k` its unit count, at `+ 1` the time of its latest charge (meaningful only while
+ *   the count is > 0). A count and its time share a cache line.
+ */
+export type SlidingWindowState = number[];
+
+const LAST_AT = 0;
+const ROTATE_AT = 1;
+const HEAD = 2;
+const CURSOR = 3;
+const TOTAL = 4;
 
 export interface SlidingWindowConfig {
   limits: number[];
@@ -45,6 +49,16 @@ export interface SlidingWindowConfig {
   /** Sub-buckets per window (B); the ring has B + 1 slots. */
   buckets: number[];
   offsets: number[];
+}
+
+/** Index of ring slot 0's count in the state: after the two header numbers and three per window. */
+function slotBase(config: SlidingWindowConfig): number {
+  return 2 + 3 * config.limits.length;
+}
+
+/** Units window `w` holds (as of the state's last advance). */
+export function slidingWindowTotal(state: SlidingWindowState, w: number): number {
+  return state[TOTAL + 3 * w]!;
 }
 
 function bucketIndex(t: number, windowMs: number, buckets: number): number {
@@ -58,42 +72,41 @@ function bucketStart(index: number, windowMs: number, buckets: number): number {
 
 export function slidingWindowInitial(config: SlidingWindowConfig, now: number): SlidingWindowState {
   const n = config.limits.length;
-  const heads: number[] = [];
-  const cursors: number[] = [];
-  const totals: number[] = [];
+  // -Infinity first, so the array holds unboxed doubles from the start.
+  const state: number[] = [-Infinity, 0];
   let slots = 0;
   for (let w = 0; w < n; w++) {
-    heads.push(bucketIndex(now, config.windowMs[w]!, config.buckets[w]!));
-    cursors.push(0);
-    totals.push(0);
+    state.push(bucketIndex(now, config.windowMs[w]!, config.buckets[w]!), 0, 0);
     slots += config.buckets[w]! + 1;
   }
-  const counts: number[] = [];
-  const times: number[] = [];
-  for (let k = 0; k < slots; k++) {
-    counts.push(0);
-    times.push(0);
-  }
-  const state = { heads, cursors, totals, counts, times, lastAt: -Infinity, rotateAt: 0 };
-  state.rotateAt = nextChange(state, config);
+  for (let k = 0; k < slots; k++) state.push(0, 0);
+  state[ROTATE_AT] = nextChange(state, config);
   return state;
 }
 
 /** Earliest time any ring must rotate (just before the next bucket starts) or its oldest bucket expires. */
 function nextChange(state: SlidingWindowState, config: SlidingWindowConfig): number {
+  const base = slotBase(config);
   let at = Infinity;
-  for (let w = 0; w < state.heads.length; w++) {
+  for (let w = 0; w < config.limits.length; w++) {
     const buckets = config.buckets[w]!;
-    const rotate = bucketStart(state.heads[w]! + 1, config.windowMs[w]!, buckets) - 1;
+    const rotate = bucketStart(state[HEAD + 3 * w]! + 1, config.windowMs[w]!, buckets) - 1;
     if (rotate < at) at = rotate;
-    const cursor = state.cursors[w]!;
-    const oldest = config.offsets[w]! + (cursor === buckets ? 0 : cursor + 1);
-    if (state.counts[oldest]! > 0) {
-      const expires = state.times[oldest]! + config.windowMs[w]!;
+    const cursor = state[CURSOR + 3 * w]!;
+    const oldest = base + 2 * (config.offsets[w]! + (cursor === buckets ? 0 : cursor + 1));
+    if (state[oldest]! > 0) {
+      const expires = state[oldest + 1]! + config.windowMs[w]!;
       if (expires < at) at = expires;
     }
   }
   return at;
+}
+
+/** Sets every count of window `w`'s ring to 0. */
+function clearRing(state: SlidingWindowState, config: SlidingWindowConfig, w: number): void {
+  const first = slotBase(config) + 2 * config.offsets[w]!;
+  const end = first + 2 * (config.buckets[w]! + 1);
+  for (let i = first; i < end; i += 2) state[i] = 0;
 }
 
 /**
@@ -101,68 +114,69 @@ function nextChange(state: SlidingWindowState, config: SlidingWindowConfig): num
  * once W has passed since its latest charge. A clock moving back changes nothing.
  */
 export function slidingWindowAdvance(state: SlidingWindowState, config: SlidingWindowConfig, now: number): void {
-  if (now < state.rotateAt) return;
-  const { heads, cursors, totals, counts, times } = state;
-  for (let w = 0; w < heads.length; w++) {
+  if (now < state[ROTATE_AT]!) return;
+  const base = slotBase(config);
+  for (let w = 0; w < config.limits.length; w++) {
     const buckets = config.buckets[w]!;
     const windowMs = config.windowMs[w]!;
-    const offset = config.offsets[w]!;
+    const ring = base + 2 * config.offsets[w]!;
     const current = bucketIndex(now, windowMs, buckets);
-    let head = heads[w]!;
-    let cursor = cursors[w]!;
-    let total = totals[w]!;
+    let head = state[HEAD + 3 * w]!;
+    let cursor = state[CURSOR + 3 * w]!;
+    let total = state[TOTAL + 3 * w]!;
     if (current > head) {
       if (total === 0) {
         // Nothing to drop: any slot can hold the new head. Clear float dust fractional costs may have left in
         // the slots, so this state equals a fresh one (the Redis script, which starts fresh, then agrees exactly).
-        for (let k = 0; k <= buckets; k++) counts[offset + k] = 0;
+        clearRing(state, config, w);
         cursor = 0;
       } else if (current - head > buckets) {
-        for (let k = 0; k <= buckets; k++) counts[offset + k] = 0;
+        clearRing(state, config, w);
         total = 0;
         cursor = 0;
       } else {
         while (head < current) {
           head++;
           cursor = cursor === buckets ? 0 : cursor + 1;
-          total -= counts[offset + cursor]!;
-          counts[offset + cursor] = 0;
+          const slot = ring + 2 * cursor;
+          total -= state[slot]!;
+          state[slot] = 0;
         }
       }
-      heads[w] = current;
-      cursors[w] = cursor;
+      state[HEAD + 3 * w] = current;
+      state[CURSOR + 3 * w] = cursor;
     }
     if (total > 0) {
-      const oldest = offset + (cursor === buckets ? 0 : cursor + 1);
-      const count = counts[oldest]!;
-      if (count > 0 && times[oldest]! + windowMs <= now) {
+      const oldest = ring + 2 * (cursor === buckets ? 0 : cursor + 1);
+      const count = state[oldest]!;
+      if (count > 0 && state[oldest + 1]! + windowMs <= now) {
         total -= count;
-        counts[oldest] = 0;
+        state[oldest] = 0;
       }
     }
     if (total <= 1e-9 && total !== 0) {
       // Fractional costs can leave float dust; a window holding nothing must read exactly 0.
-      for (let k = 0; k <= buckets; k++) counts[offset + k] = 0;
+      clearRing(state, config, w);
       total = 0;
     }
-    totals[w] = total;
+    state[TOTAL + 3 * w] = total;
   }
-  state.rotateAt = nextChange(state, config);
+  state[ROTATE_AT] = nextChange(state, config);
 }
 
 /** ms until `excess` units have left window `w` (the oldest buckets leave first). */
 function waitForExcess(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number, excess: number): number {
   const buckets = config.buckets[w]!;
   const windowMs = config.windowMs[w]!;
-  const offset = config.offsets[w]!;
-  let cursor = state.cursors[w]!;
+  const ring = slotBase(config) + 2 * config.offsets[w]!;
+  let cursor = state[CURSOR + 3 * w]!;
   let freed = 0;
   let latest = now;
   for (let k = 0; k <= buckets; k++) {
     cursor = cursor === buckets ? 0 : cursor + 1; // walks from the oldest slot to the head
-    const count = state.counts[offset + cursor]!;
+    const count = state[ring + 2 * cursor]!;
     if (count === 0) continue;
-    latest = state.times[offset + cursor]!;
+    latest = state[ring + 2 * cursor + 1]!;
     freed += count;
     if (freed >= excess - 1e-9) break;
   }
@@ -175,11 +189,10 @@ function waitForExcess(state: SlidingWindowState, config: SlidingWindowConfig, w
  */
 export function slidingWindowConsume(state: SlidingWindowState, config: SlidingWindowConfig, now: number, cost: number): number {
   slidingWindowAdvance(state, config, now);
-  const { totals, counts, times, cursors } = state;
-  const n = totals.length;
+  const n = config.limits.length;
   let wait = 0;
   for (let w = 0; w < n; w++) {
-    const excess = totals[w]! + cost - config.limits[w]!;
+    const excess = state[TOTAL + 3 * w]! + cost - config.limits[w]!;
     if (excess > 0) {
       const ww = waitForExcess(state, config, w, now, excess);
       if (ww > wait) wait = ww;
@@ -187,13 +200,15 @@ export function slidingWindowConsume(state: SlidingWindowState, config: SlidingW
   }
   if (wait > 0) return wait;
   if (cost > 0) {
+    const base = slotBase(config);
     for (let w = 0; w < n; w++) {
-      const s = config.offsets[w]! + cursors[w]!;
-      counts[s]! += cost;
-      if (now > times[s]! || counts[s] === cost) times[s] = now;
-      totals[w]! += cost;
+      const slot = base + 2 * (config.offsets[w]! + state[CURSOR + 3 * w]!);
+      const count = state[slot]! + cost;
+      state[slot] = count;
+      if (now > state[slot + 1]! || count === cost) state[slot + 1] = now;
+      state[TOTAL + 3 * w]! += cost;
     }
-    if (now > state.lastAt) state.lastAt = now;
+    if (now > state[LAST_AT]!) state[LAST_AT] = now;
   }
   return 0;
 }
@@ -204,43 +219,48 @@ export function slidingWindowConsume(state: SlidingWindowState, config: SlidingW
  */
 export function slidingWindowRefund(state: SlidingWindowState, config: SlidingWindowConfig, now: number, cost: number): void {
   slidingWindowAdvance(state, config, now);
-  const { totals, counts, cursors } = state;
-  for (let w = 0; w < totals.length; w++) {
+  const base = slotBase(config);
+  for (let w = 0; w < config.limits.length; w++) {
     const buckets = config.buckets[w]!;
-    const offset = config.offsets[w]!;
-    let left = Math.min(cost, totals[w]!);
-    totals[w]! -= left;
-    let cursor = cursors[w]!;
+    const ring = base + 2 * config.offsets[w]!;
+    let left = Math.min(cost, state[TOTAL + 3 * w]!);
+    state[TOTAL + 3 * w]! -= left;
+    let cursor = state[CURSOR + 3 * w]!;
     for (let k = 0; k <= buckets && left > 0; k++) {
-      const slot = offset + cursor;
-      const take = Math.min(left, counts[slot]!);
-      counts[slot]! -= take;
+      const slot = ring + 2 * cursor;
+      const take = Math.min(left, state[slot]!);
+      state[slot]! -= take;
       left -= take;
       cursor = cursor === 0 ? buckets : cursor - 1; // from the head back to the oldest
     }
   }
 }
 
-/** ms until everything window `w` holds now has left it (0 when empty). */
-export function slidingWindowResetMs(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number): number {
-  if (state.totals[w] === 0) return 0;
+/** Time of the newest charge window `w` still counts (undefined when it holds nothing). */
+export function slidingWindowNewestChargeAt(state: SlidingWindowState, config: SlidingWindowConfig, w: number): number | undefined {
+  if (state[TOTAL + 3 * w] === 0) return undefined;
   const buckets = config.buckets[w]!;
-  const offset = config.offsets[w]!;
-  let cursor = state.cursors[w]!;
+  const ring = slotBase(config) + 2 * config.offsets[w]!;
+  let cursor = state[CURSOR + 3 * w]!;
   for (let k = 0; k <= buckets; k++) {
-    if (state.counts[offset + cursor]! > 0) {
-      const left = state.times[offset + cursor]! + config.windowMs[w]! - now;
-      return left > 0 ? Math.ceil(left) : 0;
-    }
+    if (state[ring + 2 * cursor]! > 0) return state[ring + 2 * cursor + 1]!;
     cursor = cursor === 0 ? buckets : cursor - 1; // from the head back to the oldest
   }
-  return 0;
+  return undefined;
+}
+
+/** ms until everything window `w` holds now has left it (0 when empty). */
+export function slidingWindowResetMs(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number): number {
+  const newest = slidingWindowNewestChargeAt(state, config, w);
+  if (newest === undefined) return 0;
+  const left = newest + config.windowMs[w]! - now;
+  return left > 0 ? Math.ceil(left) : 0;
 }
 
 /** True when every unit ever charged has left every window, so the state equals a fresh one. */
 export function slidingWindowIdle(state: SlidingWindowState, config: SlidingWindowConfig, now: number): boolean {
   for (let w = 0; w < config.windowMs.length; w++) {
-    if (now < state.lastAt + config.windowMs[w]!) return false;
+    if (now < state[LAST_AT]! + config.windowMs[w]!) return false;
   }
   return true;
 }
@@ -372,27 +392,38 @@ export class SlidingWindowLimiter extends InMemoryLimiter<SlidingWindowState> {
   }
 
   protected clone(state: SlidingWindowState): SlidingWindowState {
-    return {
-      heads: state.heads.slice(),
-      cursors: state.cursors.slice(),
-      totals: state.totals.slice(),
-      counts: state.counts.slice(),
-      times: state.times.slice(),
-      lastAt: state.lastAt,
-      rotateAt: state.rotateAt,
-    };
+    return state.slice();
   }
 
   protected decision(state: SlidingWindowState, now: number, cost: number, retryAfterMs: number): LimitDecision {
     const n = this.windows.length;
-    const windows: WindowState[] = n === 1 ? [this.windowState(state, 0, now)] : [];
-    if (n > 1) for (let w = 0; w < n; w++) windows.push(this.windowState(state, w, now));
+    if (n === 1) {
+      // One literal for the common single window: V8 allocates the decision, its array and window together.
+      const info = this.windows[0]!;
+      const left = info.limit - slidingWindowTotal(state, 0);
+      return {
+        allowed: retryAfterMs === 0,
+        cost,
+        retryAfterMs,
+        windows: [
+          {
+            name: info.name,
+            limit: info.limit,
+            windowMs: info.windowMs,
+            remaining: left > 0 ? Math.floor(left) : 0,
+            resetMs: slidingWindowResetMs(state, this.config, 0, now),
+          },
+        ],
+      };
+    }
+    const windows: WindowState[] = [];
+    for (let w = 0; w < n; w++) windows.push(this.windowState(state, w, now));
     return { allowed: retryAfterMs === 0, cost, retryAfterMs, windows };
   }
 
   private windowState(state: SlidingWindowState, w: number, now: number): WindowState {
     const info = this.windows[w]!;
-    const left = info.limit - state.totals[w]!;
+    const left = info.limit - slidingWindowTotal(state, w);
     return {
       name: info.name,
       limit: info.limit,
@@ -404,7 +435,7 @@ export class SlidingWindowLimiter extends InMemoryLimiter<SlidingWindowState> {
 
   protected usage(state: SlidingWindowState, now: number): WindowUsage[] {
     return this.windows.map((info, w) => {
-      const used = state.totals[w]!;
+      const used = slidingWindowTotal(state, w);
       const left = info.limit - used;
       return {
         name: info.name,

@@ -234,6 +234,10 @@ export class StoreLimiter implements AsyncLimiter {
     this.local?.refund(key, cost);
   }
 
+  async tryAcquire(key: string, cost = 1): Promise<boolean> {
+    return (await this.check(key, cost)).allowed;
+  }
+
   /** Forgets the key on the store and in the local fallback; rejects StoreUnavailableError if the store could not be reached. */
   async reset(key: string): Promise<void> {
     this.local?.reset(key);

@@ -31,7 +31,9 @@ import {
   slidingWindowConsume,
   slidingWindowIdle,
   slidingWindowInitial,
+  slidingWindowNewestChargeAt,
   slidingWindowRefund,
+  slidingWindowTotal,
   type SlidingWindowConfig,
   type SlidingWindowState,
 } from '../policies/sliding-window.js';
@@ -518,15 +520,8 @@ function slidingEntry(space: MemoryKeyspace, key: string, args: string[]): { ent
 
 /** What `since(w)` replies: the newest counted charge's time minus now, truncated as Redis does. */
 function sinceReply(state: SlidingWindowState, config: SlidingWindowConfig, w: number, now: number): number {
-  if (state.totals[w] === 0) return NO_CHARGE;
-  const buckets = config.buckets[w]!;
-  const offset = config.offsets[w]!;
-  let cursor = state.cursors[w]!;
-  for (let k = 0; k <= buckets; k++) {
-    if (state.counts[offset + cursor]! > 0) return Math.trunc(state.times[offset + cursor]! - now);
-    cursor = cursor === 0 ? buckets : cursor - 1; // from the head back to the oldest
-  }
-  return NO_CHARGE;
+  const newest = slidingWindowNewestChargeAt(state, config, w);
+  return newest === undefined ? NO_CHARGE : Math.trunc(newest - now);
 }
 
 function slidingCheckMemory(space: MemoryKeyspace, keys: string[], args: string[], now: number): LimiterReply {
@@ -546,11 +541,11 @@ function slidingCheckMemory(space: MemoryKeyspace, keys: string[], args: string[
   const out: Array<number | string> = [wait];
   let packed = wait === 0 ? 0 : -1;
   let scale = 1;
-  for (let w = 0; w < n; w++) out.push(Math.trunc(config.limits[w]! - state.totals[w]!));
+  for (let w = 0; w < n; w++) out.push(Math.trunc(config.limits[w]! - slidingWindowTotal(state, w)));
   for (let w = 0; w < n; w++) {
     const since = sinceReply(state, config, w, now);
     out.push(since);
-    const used = state.totals[w]!;
+    const used = slidingWindowTotal(state, w);
     if (packed >= 0 && since === 0 && Number.isInteger(used) && used < base) {
       packed += scale * used;
       scale *= base;
@@ -579,7 +574,7 @@ function slidingUsageMemory(space: MemoryKeyspace, keys: string[], args: string[
     slidingWindowAdvance(state, config, now);
   }
   const out: Array<number | string> = [];
-  for (let w = 0; w < config.limits.length; w++) out.push(replyNumber(state.totals[w]!), sinceReply(state, config, w, now));
+  for (let w = 0; w < config.limits.length; w++) out.push(replyNumber(slidingWindowTotal(state, w)), sinceReply(state, config, w, now));
   return out;
 }
 
