@@ -24,15 +24,15 @@ import type { LimitDecision, WindowState, WindowUsage } from './limit-decision.j
  */
 
 /**
- * One key's state, flat so a decision touches few cache lines (a limiter with many keys is bound by memory,
- * not arithmetic). Layout, all numbers:
+ * One key's state: one flat array instead of an object with five arrays (about a third less memory a key, and
+ * fewer cache lines a decision touches). Layout, all numbers:
  * - [LAST_AT]: time of the last charge (-Infinity when none);
  * - [ROTATE_AT]: before this time nothing can expire or rotate (a cheap early exit for the hot path);
  * - per window w at `2 + 3w`: the absolute index of the newest bucket the ring has been rotated to (head),
  *   the ring slot (0..B) holding it (cursor; older buckets sit in the slots before it), and the units the
  *   window holds now (total, the sum of its ring);
  * - per ring slot k (windows' rings back to back, window w owning slots [offsets[w], offsets[w] + B_w + 1)):
- *   at `config.slotBase + 2k` its unit count, at `+ 1` the time of its latest charge (meaningful only while
+ *   at `slotBase(config) + 2k` its unit count, at `+ 1` the time of its latest charge (meaningful only while
  *   the count is > 0). A count and its time share a cache line.
  */
 export type SlidingWindowState = number[];
