@@ -10,7 +10,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BreakerOpenError, ManualClock, retryAfterFromError, silentLogger } from '@amas/core';
+import { BreakerOpenError, createAmas, ManualClock, retryAfterFromError, silentLogger, TimeoutError } from '@amas/core';
 import { startMockProvider, type MockProvider } from '@amas/loadtest';
 // Not exported from @amas/core's index yet: imported from the sources.
 import { ModelRouter, ProviderClient, routeAttemptsOf, UpstreamError, type EndpointConfig, type ModelRouterEvents, type ModelRouterOptions, type ProviderTransport, type UpstreamRequest, type UpstreamStream } from '@amas/core';
@@ -318,6 +318,39 @@ describe.each(transports)('ModelRouter over real HTTP via %s', (_name, makeTrans
     } finally {
       for (const res of open) res.destroy();
       silent.closeAllConnections(); // idle keep-alive sockets would hold close() up
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+});
+
+describe('amas.ai with a per-call attemptTimeoutMs', () => {
+  it('passes it to the router: a provider that never answers fails the call as a 504 timeout, and the request is aborted', async () => {
+    const held = new Set<import('node:http').ServerResponse>();
+    let aborted = 0;
+    const silent = createServer((req, res) => {
+      held.add(res);
+      req.resume();
+      res.on('close', () => {
+        held.delete(res);
+        aborted++;
+      });
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const amas = createAmas({ logger: silentLogger, ai: { models: { m: { retry: { maxAttempts: 1 }, endpoints: [{ url, apiKey: 'sk-test' }] } } } });
+    try {
+      const error = await amas.ai.chat(body('m'), { user: 'alice', attemptTimeoutMs: 100 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect((error as TimeoutError).status).toBe(504);
+      await waitFor(() => aborted === 1, 'the upstream request to be aborted');
+      await expect(amas.ai.chat(body('m'), { attemptTimeoutMs: -5 })).rejects.toThrow(RangeError);
+    } finally {
+      await amas.close();
+      for (const res of held) res.destroy();
+      silent.closeAllConnections();
       await new Promise((resolve) => silent.close(resolve));
     }
   });

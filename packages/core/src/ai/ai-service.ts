@@ -61,6 +61,8 @@ export interface AiCallOptions {
   team?: string;
   signal?: AbortSignal;
   metadata?: Record<string, unknown>;
+  /** chat / chatStream: this call's deadline per upstream attempt (ms), instead of the model's `attemptTimeoutMs`. */
+  attemptTimeoutMs?: number;
 }
 
 export interface AiCallResult {
@@ -162,7 +164,7 @@ export class AiService {
     const reservation = await this.reserve(model, estimate.inputTokens, estimate.maxOutputTokens, options);
     let routed;
     try {
-      routed = await this.router.chat(body, { signal: options.signal });
+      routed = await this.router.chat(body, { signal: options.signal, attemptTimeoutMs: options.attemptTimeoutMs });
     } catch (error) {
       await this.failed(model, error, reservation, options);
       throw error;
@@ -187,7 +189,7 @@ export class AiService {
     const upstreamBody = { ...body, stream: true, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } };
     let routed;
     try {
-      routed = await this.router.chatStream(upstreamBody, { signal: options.signal });
+      routed = await this.router.chatStream(upstreamBody, { signal: options.signal, attemptTimeoutMs: options.attemptTimeoutMs });
     } catch (error) {
       await this.failed(model, error, reservation, options);
       throw error;

@@ -16,6 +16,7 @@
 import { sleep as clockSleep, type Clock, type TimerHandle } from '../clock.js';
 import { AbortedError, BreakerOpenError, InvalidRequestError, isAmasError, TimeoutError } from '../errors.js';
 import { Emitter } from '../events.js';
+import { describe, MAX_TIMER_MS } from '../options/validate.js';
 import type { Logger } from '../logger.js';
 import { CircuitBreaker, type BreakerPermit, type BreakerState } from '../policies/circuit-breaker.js';
 import { isRetryableError } from '../policies/retry.js';
@@ -68,6 +69,8 @@ export interface RouteCallOptions {
   signal?: AbortSignal;
   /** Extra headers for this call (on top of the endpoint's). */
   headers?: Record<string, string>;
+  /** This call's deadline per attempt, in ms, instead of its model's `attemptTimeoutMs` (fallback models too). */
+  attemptTimeoutMs?: number;
 }
 
 export interface ChatCallOptions extends RouteCallOptions {
@@ -447,6 +450,10 @@ export class ModelRouter {
     }
     const signal = opts.signal;
     if (signal?.aborted) throw abortedBy(signal);
+    const timeout = opts.attemptTimeoutMs;
+    if (timeout !== undefined && !(typeof timeout === 'number' && timeout >= 1 && timeout <= MAX_TIMER_MS)) {
+      throw new RangeError(`ModelRouter: attemptTimeoutMs must be a number of ms from 1 to ${MAX_TIMER_MS}, received ${describe(timeout)}`);
+    }
     const attempts: RouteAttempt[] = [];
     const chain = [first, ...first.fallbackGroups];
     let lastError: unknown;
@@ -626,7 +633,7 @@ export class ModelRouter {
   ): Promise<AttemptOutcome<R>> {
     const signal = opts.signal;
     // The attempt's own deadline: its signal aborts the upstream call when either the caller or the timer does.
-    const timeoutMs = g.route.attemptTimeoutMs;
+    const timeoutMs = opts.attemptTimeoutMs ?? g.route.attemptTimeoutMs;
     let timer: TimerHandle | undefined;
     let timedOut: TimeoutError | undefined;
     let attemptSignal = signal;

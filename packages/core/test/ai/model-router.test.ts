@@ -778,6 +778,25 @@ describe('ModelRouter: attemptTimeoutMs', () => {
     expect(router.stats().m.endpoints.map((e) => e.outstanding)).toEqual([0, 0]);
   });
 
+  it('a call may set its own attemptTimeoutMs (shorter, or where the model has none); a bad one is a RangeError', async () => {
+    const transport = new FakeTransport().set(A, 'hang').set(B, {});
+    const { router, clock } = setup({ models: { m: { attemptTimeoutMs: 10_000, retry: noDelay, endpoints: [{ url: A, id: 'a' }, { url: B, id: 'b' }] }, n: { retry: { maxAttempts: 1 }, endpoints: [{ url: A, id: 'a' }] } } }, transport);
+    const pending = router.chat(chatBody('m'), { attemptTimeoutMs: 50 });
+    await clock.advance(50);
+    const result = await pending;
+    expect(result.attempts.map((a) => [a.endpoint, a.error instanceof TimeoutError])).toEqual([
+      ['a', true],
+      ['b', false],
+    ]);
+    const none = settle(router.chat(chatBody('n'), { attemptTimeoutMs: 200 }));
+    await clock.advance(200);
+    expect((await none).error).toBeInstanceOf(TimeoutError);
+    for (const bad of [0, -1, Number.NaN, '50', 2 ** 31]) {
+      await expect(router.chat(chatBody('m'), { attemptTimeoutMs: bad as number })).rejects.toThrow(/attemptTimeoutMs must be a number of ms/);
+    }
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it('rejects a bad attemptTimeoutMs with its path', () => {
     const error = invalidOption(() => new ModelRouter({ transport: new FakeTransport(), models: { m: { attemptTimeoutMs: 0, endpoints: [{ url: A }] } } }));
     expect(error.issues.map((i) => i.path)).toEqual(['models.m.attemptTimeoutMs']);
