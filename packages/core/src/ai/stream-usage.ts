@@ -3,7 +3,8 @@
  * chunk when there is one (the layer asks for it with `stream_options.include_usage`), otherwise the streamed
  * text counted. A stream that ends early (the client hung up, the upstream broke) is billed for what was
  * produced. When the caller did not ask for the usage chunk itself, it is taken out of what the caller
- * receives, so asking for it upstream changes nothing downstream.
+ * receives, and so is the `"usage":null` member OpenAI then adds to every other chunk, so asking for it
+ * upstream changes nothing downstream.
  *
  * Bytes are forwarded as they arrive (a partial event is held only until its end arrives, and only when a
  * usage chunk may have to be removed); parsing never delays or alters the events the caller asked for.
@@ -43,29 +44,40 @@ export function watchStreamUsage(source: AsyncIterable<Uint8Array>, options: Str
   let model: string | undefined;
   let completed = false;
 
-  /** Reads one complete event; returns false when it is the usage chunk that must not be forwarded. */
-  const read = (event: string): boolean => {
+  /**
+   * Reads one complete event; returns what to forward of it: the event, the event without the `"usage":null`
+   * member the provider adds to every chunk once usage was asked for (when the caller did not ask), or
+   * undefined for the usage chunk itself when the caller did not ask for it.
+   */
+  const read = (event: string): string | undefined => {
     let data = '';
-    for (const line of event.split(/\r?\n/)) if (line.startsWith('data:')) data += line.slice(line.startsWith('data: ') ? 6 : 5);
+    let dataLines = 0;
+    for (const line of event.split(/\r?\n/)) {
+      if (!line.startsWith('data:')) continue;
+      data += line.slice(line.startsWith('data: ') ? 6 : 5);
+      dataLines++;
+    }
     data = data.trim();
-    if (data === '') return true;
+    if (data === '') return event;
     if (data === '[DONE]') {
       completed = true;
-      return true;
+      return event;
     }
     let chunk: { model?: unknown; usage?: unknown; choices?: Array<{ finish_reason?: unknown }> };
     try {
       chunk = JSON.parse(data);
     } catch {
-      return true;
+      return event;
     }
     counter.push(chunk);
     if (typeof chunk?.model === 'string') model = chunk.model;
     const choices = Array.isArray(chunk?.choices) ? chunk.choices : [];
     for (const choice of choices) if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
+    if (!options.stripUsageChunk) return event;
     // The usage chunk is the one with usage and no choices.
-    const isUsageChunk = typeof chunk?.usage === 'object' && chunk.usage !== null && choices.length === 0;
-    return !(options.stripUsageChunk && isUsageChunk);
+    if (typeof chunk?.usage === 'object' && chunk.usage !== null && choices.length === 0) return undefined;
+    if (chunk?.usage === null && dataLines === 1) return withoutNullUsage(event, data, chunk) ?? event;
+    return event;
   };
 
   const finish = () => {
@@ -95,7 +107,8 @@ export function watchStreamUsage(source: AsyncIterable<Uint8Array>, options: Str
           const event = pending.slice(0, end);
           const separator = /^(\r?\n)+/.exec(pending.slice(end))?.[0] ?? '';
           pending = pending.slice(end + separator.length);
-          if (read(event)) out += event + separator;
+          const forwarded = read(event);
+          if (forwarded !== undefined) out += forwarded + separator;
         }
         if (out !== '') yield Buffer.from(out);
       }
@@ -103,7 +116,8 @@ export function watchStreamUsage(source: AsyncIterable<Uint8Array>, options: Str
       if (options.stripUsageChunk && pending.trim() !== '') {
         const rest = pending;
         pending = '';
-        if (read(rest)) yield Buffer.from(rest);
+        const forwarded = read(rest);
+        if (forwarded !== undefined) yield Buffer.from(forwarded);
       }
     } finally {
       finish();
@@ -111,6 +125,25 @@ export function watchStreamUsage(source: AsyncIterable<Uint8Array>, options: Str
   }
 
   return { body: forward(), outcome };
+}
+
+/**
+ * `event` with the top-level `"usage":null` member taken out of its one data line, the rest byte for byte; or
+ * undefined when the text cannot be cut safely (the result must parse to the chunk minus `usage`).
+ */
+function withoutNullUsage(event: string, data: string, chunk: object): string | undefined {
+  const matches = data.match(/"usage"\s*:\s*null/g);
+  if (matches === null || matches.length !== 1) return undefined;
+  const cut = data.replace(/,\s*"usage"\s*:\s*null(?=\s*[,}])/, '').replace(/"usage"\s*:\s*null\s*,\s*/, '');
+  if (cut === data) return undefined;
+  try {
+    const parsed = JSON.parse(cut) as Record<string, unknown>;
+    if ('usage' in parsed || Object.keys(parsed).length !== Object.keys(chunk).length - 1) return undefined;
+  } catch {
+    return undefined;
+  }
+  const at = event.indexOf(data);
+  return at < 0 ? undefined : event.slice(0, at) + cut + event.slice(at + data.length);
 }
 
 /** Index just past the end of the first complete event (before its blank-line separator), or -1. */

@@ -4,6 +4,8 @@ import { watchStreamUsage } from '../../src/ai/stream-usage.js';
 const chunk = (delta: Record<string, unknown>, finish: string | null = null) => `data: ${JSON.stringify({ object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
 const usageChunk = `data: ${JSON.stringify({ object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [], usage: { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14, prompt_tokens_details: { cached_tokens: 4 } } })}\n\n`;
 const done = 'data: [DONE]\n\n';
+const chunkWithId = (delta: Record<string, unknown>, finish: string | null = null) =>
+  `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
 
 async function* bytesOf(parts: string[], splitEvery = 0): AsyncGenerator<Uint8Array> {
   const all = Buffer.from(parts.join(''));
@@ -36,6 +38,29 @@ describe('watchStreamUsage', () => {
       expect(await drain(watched.body), `split ${split}`).toBe(parts.filter((p) => p !== usageChunk).join(''));
       expect((await watched.outcome).usage.outputTokens).toBe(3);
     }
+  });
+
+  it('takes the "usage":null member the provider adds to every chunk out too, byte for byte otherwise', async () => {
+    // What OpenAI sends once include_usage is set: usage null on every chunk, then the usage-only chunk.
+    const withNull = (delta: Record<string, unknown>, finish: string | null = null) =>
+      `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }], usage: null })}\n\n`;
+    const usageFirst = `data: {"usage": null, "id":"c1","choices":[{"index":0,"delta":{"content":"usage: null"},"finish_reason":null}]}\n\n`;
+    const parts = [withNull({ role: 'assistant', content: '' }), withNull({ content: 'Say "usage":null ' }), usageFirst, withNull({}, 'stop'), usageChunk, done];
+    const expected = [
+      chunkWithId({ role: 'assistant', content: '' }),
+      chunkWithId({ content: 'Say "usage":null ' }),
+      `data: {"id":"c1","choices":[{"index":0,"delta":{"content":"usage: null"},"finish_reason":null}]}\n\n`,
+      chunkWithId({}, 'stop'),
+      done,
+    ].join('');
+    for (const split of [0, 1, 7, 64]) {
+      const watched = watchStreamUsage(bytesOf(parts, split), { count: { model: 'gpt-4o-mini', inputTokens: 9 }, stripUsageChunk: true });
+      expect(await drain(watched.body), `split ${split}`).toBe(expected);
+      expect(await watched.outcome).toMatchObject({ usage: { inputTokens: 11, outputTokens: 3 }, reported: true, completed: true });
+    }
+    // When the caller asked for usage, every byte goes through as the provider sent it.
+    const asked = watchStreamUsage(bytesOf(parts), { count: { model: 'gpt-4o-mini', inputTokens: 9 }, stripUsageChunk: false });
+    expect(await drain(asked.body)).toBe(parts.join(''));
   });
 
   it('counts the text when the provider sends no usage, and bills an aborted stream for what was produced', async () => {
