@@ -297,3 +297,17 @@ describe.each(frameworks)('AI provider layer over HTTP: %s', (_name, start) => {
     expect(tight.json.budget.day.limit).toBe(0.000001);
   });
 });
+
+describe('AI handlers: a bad endpoint name', () => {
+  it('fails at set-up with a TypeError in every adapter', async () => {
+    const mw = amasMiddleware({ logger: silentLogger });
+    try {
+      expect(() => mw.aiHandler('completions' as never)).toThrow(/aiHandler: endpoint must be 'chat' or 'embeddings', received "completions"/);
+    } finally {
+      await mw.amas.close();
+    }
+    expect(() => aiHandler('image' as never)).toThrow(/aiHandler\(\): endpoint must be 'chat' or 'embeddings', received "image"/);
+    const nest = new AmasAiHandler({} as Amas);
+    expect(() => nest.serve(undefined as never, {}, {})).toThrow(/AmasAiHandler\.serve: endpoint must be 'chat' or 'embeddings', received undefined/);
+  });
+});

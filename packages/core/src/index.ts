@@ -113,7 +113,7 @@ export { PostgresUsageRecords } from './ai/usage-records-postgres.js';
 export { getRecommendations, recommend, type Recommendation, type CheaperModelRecommendation, type RepeatedPromptsRecommendation, type TruncatedRecommendation, type ErrorsRecommendation, type UsageFacts } from './ai/recommendations.js';
 export { AiService, type AiOptions, type AiCallOptions, type AiCallResult, type AiStreamResult, type AiServiceDeps } from './ai/ai-service.js';
 export { EmbeddingBatcher, type EmbeddingBatchOptions, type EmbeddingAnswer } from './ai/embedding-batcher.js';
-export { serveAi, serveAiRequest, serveAiUsage, callerOf, type AiEndpoint, type AiHost, type ServeAiOptions } from './http/ai-handler.js';
+export { serveAi, serveAiRequest, serveAiUsage, callerOf, checkAiEndpoint, type AiEndpoint, type AiHost, type ServeAiOptions } from './http/ai-handler.js';
 export { AiMetrics } from './metrics/ai-metrics.js';
 // Health: liveness and readiness of the engine, for probes
 export { checkHealth, healthResponse, healthStatusCode, serveHealth, parseHealthOptions, checkHealthOptionsSchema, type CheckHealthOptions, type HealthCheckResult, type HealthHttpResponse, type HealthKind, type HealthReport, type HealthState } from './health/health.js';

@@ -6,6 +6,7 @@ import {
   REJECTION_CONTENT_TYPE,
   rejectionJson,
   resolveAmas,
+  checkAiEndpoint,
   serveAiRequest,
   serveAiUsage,
   writeSharedResponse,
@@ -127,7 +128,7 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
   };
   middleware.errorHandler = () => amasErrorHandler(amas);
   middleware.aiHandler = (endpoint: AiEndpoint, options: { usageHeaders?: boolean } = {}) => {
-    if (endpoint !== 'chat' && endpoint !== 'embeddings') throw new TypeError(`aiHandler: endpoint must be 'chat' or 'embeddings', received ${JSON.stringify(endpoint)}`);
+    checkAiEndpoint(endpoint, 'aiHandler');
     return (req: Request, res: Response) => void serveAiRequest(amas, endpoint, neutralOf(req as AmasRequest), res, options);
   };
   middleware.aiUsageHandler = () => (req: Request, res: Response) => void serveAiUsage(amas, neutralOf(req as AmasRequest), res);

@@ -1,12 +1,7 @@
-import { serveAiRequest, serveAiUsage, type Amas, type AiEndpoint } from '@amas/core';
+import { checkAiEndpoint, serveAiRequest, serveAiUsage, type Amas, type AiEndpoint } from '@amas/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { engineOf } from './engine-of.js';
 import { neutralRequest } from './route-hooks.js';
-
-function engineOf(request: FastifyRequest, instance: Amas | undefined, name: string): Amas {
-  const amas = instance ?? (request.server as { amas?: Amas }).amas;
-  if (!amas) throw new Error(`${name}(): register the AMAS plugin first or pass an Amas instance`);
-  return amas;
-}
 
 /**
  * A route handler serving OpenAI-compatible calls through `amas.ai` (routing, budgets, usage records):
@@ -14,7 +9,7 @@ function engineOf(request: FastifyRequest, instance: Amas | undefined, name: str
  * Streams pass through as they arrive; the caller is the request's identity, as for limits.
  */
 export function aiHandler(endpoint: AiEndpoint, options: { instance?: Amas; usageHeaders?: boolean } = {}) {
-  if (endpoint !== 'chat' && endpoint !== 'embeddings') throw new TypeError(`aiHandler(): endpoint must be 'chat' or 'embeddings', received ${JSON.stringify(endpoint)}`);
+  checkAiEndpoint(endpoint, 'aiHandler()');
   return async function amasAiHandler(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const amas = engineOf(request, options.instance, 'aiHandler');
     reply.hijack();

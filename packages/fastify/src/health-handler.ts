@@ -1,5 +1,6 @@
 import { healthResponse, parseHealthOptions, type Amas, type CheckHealthOptions, type HealthKind } from '@amas/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { engineOf } from './engine-of.js';
 
 /**
  * A route handler for Kubernetes probes:
@@ -10,8 +11,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 export function healthHandler(kind: HealthKind, instance?: Amas, options: Omit<CheckHealthOptions, 'kind'> = {}) {
   const checked = parseHealthOptions({ ...options, kind }, 'healthHandler options');
   return async function amasHealthHandler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const amas = instance ?? (request.server as { amas?: Amas }).amas;
-    if (!amas) throw new Error('healthHandler(): register the AMAS plugin first or pass an Amas instance');
+    const amas = engineOf(request, instance, 'healthHandler');
     const { statusCode, headers, body } = await healthResponse(amas, checked);
     return reply.code(statusCode).headers(headers).send(body);
   };

@@ -1,5 +1,6 @@
 import type { Amas } from '@amas/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { engineOf } from './engine-of.js';
 
 /**
  * A route handler exposing the instance's Prometheus metrics:
@@ -8,8 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
  */
 export function metricsHandler(instance?: Amas) {
   return async function amasMetricsHandler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const amas = instance ?? (request.server as { amas?: Amas }).amas;
-    if (!amas) throw new Error('metricsHandler(): register the AMAS plugin first or pass an Amas instance');
+    const amas = engineOf(request, instance, 'metricsHandler');
     const { contentType, body } = await amas.metrics.expose();
     return reply.type(contentType).send(body);
   };

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { serveAiRequest, serveAiUsage, type Amas, type AiEndpoint } from '@amas/core';
+import { checkAiEndpoint, serveAiRequest, serveAiUsage, type Amas, type AiEndpoint } from '@amas/core';
 import { AMAS } from './constants.js';
 import { hijack, rawResponse, toNeutral, type PlatformRequest, type PlatformResponse } from './http-context.js';
 
@@ -17,7 +17,7 @@ export class AmasAiHandler {
   constructor(@Inject(AMAS) private readonly amas: Amas) {}
 
   serve(endpoint: AiEndpoint, req: unknown, res: unknown, options: { usageHeaders?: boolean } = {}): Promise<void> {
-    if (endpoint !== 'chat' && endpoint !== 'embeddings') throw new TypeError(`AmasAiHandler.serve: endpoint must be 'chat' or 'embeddings', received ${JSON.stringify(endpoint)}`);
+    checkAiEndpoint(endpoint, 'AmasAiHandler.serve');
     hijack(res as PlatformResponse);
     return serveAiRequest(this.amas, endpoint, toNeutral(req as PlatformRequest, undefined), rawResponse(res as PlatformResponse), options);
   }

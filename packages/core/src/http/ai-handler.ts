@@ -23,6 +23,13 @@ import type { ResolvedHttpOptions } from './pipeline.js';
 
 export type AiEndpoint = 'chat' | 'embeddings';
 
+/** Throws a TypeError naming `where` unless `endpoint` is one the AI handlers serve (adapters check at set-up). */
+export function checkAiEndpoint(endpoint: unknown, where: string): asserts endpoint is AiEndpoint {
+  if (endpoint !== 'chat' && endpoint !== 'embeddings') {
+    throw new TypeError(`${where}: endpoint must be 'chat' or 'embeddings', received ${JSON.stringify(endpoint)}`);
+  }
+}
+
 export interface ServeAiOptions {
   /** Who pays (budgets and records). Default 'anonymous'. */
   user?: string;

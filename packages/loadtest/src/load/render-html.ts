@@ -68,6 +68,38 @@ function outageBand(f: Frame, report: LoadReport): string {
   );
 }
 
+/**
+ * The frame (one second per x unit over the planned duration, y up to `top` plus 10% in nice steps) and the
+ * opening of a chart: its svg element, title, outage band and axes.
+ */
+function chartStart(
+  report: LoadReport,
+  width: number,
+  height: number,
+  top: number,
+  yTicks: number,
+  text: { label: string; title: string; yLabel: string },
+): { f: Frame; parts: string[] } {
+  const yStep = niceStep(top * 1.1, yTicks);
+  const f: Frame = {
+    width,
+    height,
+    left: 64,
+    right: 16,
+    top: 16,
+    bottom: 40,
+    xMax: Math.max(1, report.timeline.length, Math.ceil(report.config.plannedDurationMs / 1000)),
+    yMax: Math.ceil((top * 1.1) / yStep) * yStep,
+  };
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${text.label}">`,
+    `<title>${text.title} for ${escapeHtml(report.scenario.name)}</title>`,
+    outageBand(f, report),
+    axes(f, text.yLabel, yStep),
+  ];
+  return { f, parts };
+}
+
 const SERIES = [
   { key: 'p50', label: 'p50', color: '#2f6fdf' },
   { key: 'p95', label: 'p95', color: '#e08a00' },
@@ -85,23 +117,11 @@ export function latencyChartSvg(report: LoadReport, width = 880, height = 320): 
   // SLO lines far above the data would flatten the curves: show them only when within 3x the data.
   const shownSlo = sloLines.filter((c) => dataMax === 0 || c.target <= dataMax * 3);
   const top = Math.max(dataMax, shownSlo.length ? Math.min(sloMax, dataMax * 3 || sloMax) : 0, 1);
-  const yStep = niceStep(top * 1.1, 5);
-  const f: Frame = {
-    width,
-    height,
-    left: 64,
-    right: 16,
-    top: 16,
-    bottom: 40,
-    xMax: Math.max(1, points.length, Math.ceil(report.config.plannedDurationMs / 1000)),
-    yMax: Math.ceil((top * 1.1) / yStep) * yStep,
-  };
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="Latency over time">`,
-    `<title>Latency per second (p50, p95, p99) for ${escapeHtml(report.scenario.name)}</title>`,
-    outageBand(f, report),
-    axes(f, 'latency (ms)', yStep),
-  ];
+  const { f, parts } = chartStart(report, width, height, top, 5, {
+    label: 'Latency over time',
+    title: 'Latency per second (p50, p95, p99)',
+    yLabel: 'latency (ms)',
+  });
   const hidden = sloLines.filter((c) => !shownSlo.includes(c));
   if (hidden.length) {
     parts.push(`<text class="slo-label" x="${width - f.right - 4}" y="${f.top + 12}" text-anchor="end">${hidden.map((c) => `SLO ${c.id} ${fmtTick(c.target)} ms`).join(', ')} (above the chart)</text>`);
@@ -150,23 +170,11 @@ export function latencyChartSvg(report: LoadReport, width = 880, height = 320): 
 export function throughputChartSvg(report: LoadReport, width = 880, height = 220): string {
   const points = report.timeline;
   const max = Math.max(1, ...points.map((p) => p.requests));
-  const yStep = niceStep(max * 1.1, 4);
-  const f: Frame = {
-    width,
-    height,
-    left: 64,
-    right: 16,
-    top: 16,
-    bottom: 40,
-    xMax: Math.max(1, points.length, Math.ceil(report.config.plannedDurationMs / 1000)),
-    yMax: Math.ceil((max * 1.1) / yStep) * yStep,
-  };
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="Throughput over time">`,
-    `<title>Completed requests per second for ${escapeHtml(report.scenario.name)}</title>`,
-    outageBand(f, report),
-    axes(f, 'requests / s', yStep),
-  ];
+  const { f, parts } = chartStart(report, width, height, max, 4, {
+    label: 'Throughput over time',
+    title: 'Completed requests per second',
+    yLabel: 'requests / s',
+  });
   const barWidth = Math.max(1, r1(((width - f.left - f.right) / f.xMax) * 0.7));
   const stack = (p: TimelinePoint) => [
     { n: p.cacheHits, cls: 'bar-hit', label: 'cache hits' },
