@@ -60,18 +60,21 @@ describe('checkHealth', () => {
   it('on a real Redis: the redis check answers PONG with its latency', async () => {
     const amas = track(createAmas({ redis: { url: REDIS_URL, prefix: uniquePrefix() }, logger: silentLogger }));
     await amas.ready(5000);
+    const started = performance.now();
     const ready = await checkHealth(amas, { required: ['redis'] });
+    const whole = performance.now() - started;
     expect(ready.status).toBe('ok');
     expect(ready.checks.redis).toMatchObject({ status: 'ok' });
     expect(ready.checks.redis!.latencyMs).toBeGreaterThanOrEqual(0);
-    expect(ready.checks.redis!.latencyMs).toBeLessThan(1000);
+    // In ms, and part of the call that measured it (a relation, not a speed limit).
+    expect(ready.checks.redis!.latencyMs).toBeLessThanOrEqual(whole + 1);
   });
 
   it('Redis unreachable: readiness is degraded with the redis check down, liveness stays ok', async () => {
     const amas = await unreachableRedis();
-    const started = Date.now();
     const ready = await checkHealth(amas, { kind: 'ready' });
-    expect(Date.now() - started).toBeLessThan(1500);
+    // Answered from the store's failure, not by waiting out the check's deadline.
+    expect(ready.checks.redis!.detail).not.toMatch(/no answer within/);
     expect(ready.status).toBe('degraded');
     expect(ready.checks.redis!.status).toBe('down');
     expect(ready.checks.redis!.detail).toMatch(/Redis store/);
@@ -190,13 +193,13 @@ describe('checkHealth', () => {
     }
   });
 
-  it('a check that does not answer in time is down after its deadline; checks run concurrently', async () => {
+  it('a check that does not answer in time is down after its deadline; the other checks still report', async () => {
     const memory = new MemoryStore();
     const hanging: Store = Object.assign(Object.create(memory) as Store, { run: () => new Promise<never>(() => {}) });
     const amas = track(createAmas({ store: hanging, logger: silentLogger }));
-    const started = Date.now();
     const ready = await checkHealth(amas, { timeoutMs: 100 });
-    expect(Date.now() - started).toBeLessThan(800);
+    expect(ready.checks.engine).toEqual({ status: 'ok' });
+    expect(ready.checks.breakers!.status).toBe('ok');
     expect(ready.checks.store!.status).toBe('down');
     expect(ready.checks.store!.detail).toBe('no answer within 100 ms');
     expect(ready.status).toBe('degraded');
