@@ -633,6 +633,8 @@ export class ModelRouter {
   ): Promise<AttemptOutcome<R>> {
     const signal = opts.signal;
     // The attempt's own deadline: its signal aborts the upstream call when either the caller or the timer does.
+    // Not TimeoutPolicy: that one stops following the caller's signal once it settles, and a stream's upstream
+    // request must keep following it after the deadline is cleared at the first chunk.
     const timeoutMs = opts.attemptTimeoutMs ?? g.route.attemptTimeoutMs;
     let timer: TimerHandle | undefined;
     let timedOut: TimeoutError | undefined;
