@@ -40,9 +40,24 @@ const options = (clock: ManualClock): AmasOptions => ({
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Requests of the dedup burst (x-user: carol) seen by each app's first hook, before body parsing and AMAS. */
+let burstArrivals = 0;
+const BURST = 50;
+
+/**
+ * The dedup handler's stand-in for a slow upstream call: it returns once every request of the burst has
+ * reached the app and had time to join the flight (body parsing and admission take well under a second), so
+ * the test does not depend on 50 requests arriving within a fixed time of the first one.
+ */
+async function slowUpstream(): Promise<void> {
+  for (let waited = 0; burstArrivals < BURST && waited < 10_000; waited += 10) await sleep(10);
+  await sleep(300);
+}
+
 function userFromHeader(req: { headers: Record<string, unknown>; user?: unknown }): void {
   const header = req.headers['x-user'];
   if (typeof header !== 'string') return;
+  if (header === 'carol') burstArrivals++;
   req.user = header === '__control__' ? { id: '\u0000\u0007evil\r\n' } : header === '__long__' ? { id: 'x'.repeat(50_000) } : header === '__object__' ? { id: { a: 1 } } : { id: header };
 }
 
@@ -71,7 +86,7 @@ async function startExpress(clock: ManualClock): Promise<Running> {
   });
   app.post('/dedup', amas.route({ dedup: true }), async (req, res) => {
     upstream.dedupCalls++;
-    await sleep(150);
+    await slowUpstream();
     res.json({ echo: req.body.prompt });
   });
   app.get('/throws', async (_req, res, next) => {
@@ -113,7 +128,7 @@ async function startFastify(clock: ManualClock): Promise<Running> {
   });
   app.post('/dedup', { config: { amas: { dedup: true } } }, async (req) => {
     upstream.dedupCalls++;
-    await sleep(150);
+    await slowUpstream();
     return { echo: (req.body as { prompt: string }).prompt };
   });
   app.get('/throws', async () => innerCall(app.amas));
@@ -150,7 +165,7 @@ async function startNest(clock: ManualClock, platform: 'express' | 'fastify'): P
     @Deduplicate()
     async dedup(@Body() body: { prompt: string }) {
       upstream.dedupCalls++;
-      await sleep(150);
+      await slowUpstream();
       return { echo: body.prompt };
     }
 
@@ -242,8 +257,9 @@ describe.each(frameworks)('%s', (name, start) => {
       expect(app.upstream.calls).toBe(4);
 
       // 50 identical concurrent requests reach the handler once.
+      burstArrivals = 0;
       const responses = await Promise.all(
-        Array.from({ length: 50 }, () =>
+        Array.from({ length: BURST }, () =>
           fetch(`${app.url}/dedup`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-user': 'carol' }, body: JSON.stringify({ prompt: 'hi' }) }),
         ),
       );
