@@ -79,4 +79,55 @@ describe('instrumentResponse on a plain node:http server', () => {
     expect((await amas.metrics.expose()).body).toMatch(/amas_http_requests_total\{route="\/slow",method="GET",status="200",outcome="aborted"\} 1/);
     await amas.close();
   });
+
+  it("adds deferred limit headers at writeHead in every header form, letting the handler's own win and keeping duplicates", async () => {
+    const amas = createAmas({ logger: silentLogger, limits: { l: { limit: 5, window: '1m' } } });
+    const route = amas.http.compile({ limit: 'l' }, '/t');
+    const url = await serve((req, res) => {
+      const admission = amas.http.admit({ method: 'GET', url: req.url!, headers: req.headers, ip: req.socket.remoteAddress }, route);
+      if (admission instanceof Promise || admission.action !== 'pass') throw new Error('expected pass');
+      instrumentResponse(res, admission.ticket, { setLimitHeaders: 'at-write-head' });
+      // Nothing is on the response before writeHead: the headers join whatever writeHead is given.
+      if (res.hasHeader('ratelimit')) throw new Error('limit headers set too early');
+      if (req.url === '/object') res.writeHead(200, { 'content-type': 'text/plain', ratelimit: 'handler-set' });
+      else if (req.url === '/flat') res.writeHead(200, ['set-cookie', 'a=1', 'set-cookie', 'b=2', 'RateLimit', 'handler-set']);
+      else if (req.url === '/nested') res.writeHead(200, 'Fine', [['set-cookie', 'a=1'], ['set-cookie', 'b=2']]);
+      else {
+        res.setHeader('ratelimit', 'handler-set');
+        res.writeHead(200);
+      }
+      res.end('ok');
+    });
+    for (const path of ['/object', '/flat', '/progressive']) {
+      const res = await fetch(url + path);
+      expect(res.headers.get('ratelimit'), path).toBe('handler-set');
+      expect(res.headers.get('ratelimit-policy'), path).toBe('"l";q=5;w=60');
+      expect(res.headers.get('x-response-time'), path).toMatch(/^\d+\.\d{3}ms$/);
+      expect(res.headers.get('server-timing'), path).toMatch(/^total;dur=\d+\.\d{3}$/);
+    }
+    const flat = await fetch(`${url}/flat`);
+    expect(flat.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
+    const nested = await fetch(`${url}/nested`);
+    expect(nested.statusText).toBe('Fine');
+    expect(nested.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
+    expect(nested.headers.get('ratelimit')).toMatch(/^"l";r=\d;t=60$/);
+    expect(nested.headers.get('x-response-time')).toMatch(/ms$/);
+    await amas.close();
+  });
+
+  it('adds deferred limit headers even when timing headers are off', async () => {
+    const amas = createAmas({ logger: silentLogger, limits: { l: { limit: 5, window: '1m' } }, http: { responseTime: false } });
+    const route = amas.http.compile({ limit: 'l' }, '/t');
+    const url = await serve((req, res) => {
+      const admission = amas.http.admit({ method: 'GET', url: '/t', headers: req.headers, ip: req.socket.remoteAddress }, route);
+      if (admission instanceof Promise || admission.action !== 'pass') throw new Error('expected pass');
+      instrumentResponse(res, admission.ticket, { setLimitHeaders: 'at-write-head' });
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+    });
+    const res = await fetch(url);
+    expect(res.headers.get('ratelimit')).toBe('"l";r=4;t=60');
+    expect(res.headers.get('x-response-time')).toBeNull();
+    await amas.close();
+  });
 });

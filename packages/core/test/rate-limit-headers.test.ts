@@ -20,6 +20,14 @@ describe('rate limit headers', () => {
     });
   });
 
+  it('a window name shared by different limits (two engines in one process) gets its own policy each time', () => {
+    const one = (limit: number, windowMs: number): LimitDecision => ({ allowed: true, cost: 1, retryAfterMs: 0, windows: [{ name: 'shared', limit, windowMs, remaining: 1, resetMs: 1000 }] });
+    expect(rateLimitHeaders(one(10, 60_000), 'draft')['ratelimit-policy']).toBe('"shared";q=10;w=60');
+    expect(rateLimitHeaders(one(20, 60_000), 'draft')['ratelimit-policy']).toBe('"shared";q=20;w=60');
+    expect(rateLimitHeaders(one(20, 3_600_000), 'draft')['ratelimit-policy']).toBe('"shared";q=20;w=3600');
+    expect(rateLimitHeaders(one(10, 60_000), 'draft')['ratelimit-policy']).toBe('"shared";q=10;w=60');
+  });
+
   it('legacy headers describe the tightest window; both modes combine', () => {
     expect(rateLimitHeaders(decision, 'legacy')).toEqual({ 'x-ratelimit-limit': '10000', 'x-ratelimit-remaining': '20', 'x-ratelimit-reset': '3600' });
     expect(Object.keys(rateLimitHeaders(decision, 'both')).sort()).toEqual(['ratelimit', 'ratelimit-policy', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']);

@@ -57,6 +57,13 @@ const ADMITTED = Symbol('amas.admitted');
 type AmasRequest = Request & { [ADMITTED]?: { amas: Amas; ticket: RequestTicket }; user?: unknown };
 
 /**
+ * Whether any `amas.route()` handler exists in this process. Until one does, nothing reads ADMITTED, and the
+ * app-level admission skips recording it: adding a property to an Express request (whose prototype Express
+ * swaps per request) measured several microseconds on this machine, on every request.
+ */
+let routeHelpersExist = false;
+
+/**
  * Express 4 and 5 middleware. `app.use(amasMiddleware())` with no options only times, measures and watches;
  * it rejects nothing until limits or breakers are configured.
  */
@@ -87,7 +94,7 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
         return next();
       case 'pass':
         instrumentResponse(res, admission.ticket, instrumentOptions);
-        if (req[ADMITTED] === undefined) req[ADMITTED] = { amas, ticket: admission.ticket };
+        if (routeHelpersExist && req[ADMITTED] === undefined) req[ADMITTED] = { amas, ticket: admission.ticket };
         return next();
       case 'replay':
         return writeSharedResponse(res, admission.response, admission.ticket);
@@ -109,6 +116,7 @@ export function amasMiddleware(optionsOrInstance?: AmasOptions | Amas, adapterOp
     // Compiled now, at route registration: a bad option fails at start-up, not on the first request.
     const full = amas.http.compile(options);
     const nested = amas.http.compile(options, undefined, { nested: true });
+    routeHelpersExist = true;
     return (req: Request, res: Response, next: NextFunction) => {
       const r = req as AmasRequest;
       const outer = r[ADMITTED];

@@ -21,14 +21,13 @@ const TIMING = new Set(['x-response-time', 'server-timing']);
  */
 export function admissionHook(amas: Amas, compiled: CompiledRoute, url: string, onRejection: RejectionMode) {
   const http = amas.http;
-  // Limit headers go through reply.headers(): a raw setHeader() before Fastify's writeHead would put Node on
-  // its slower merge-every-header path.
-  const instrument = { maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes, routeAtEnd: () => url, setLimitHeaders: false };
+  // Limit headers join the headers Fastify hands to writeHead: a raw setHeader() now would put Node on its
+  // slower merge-every-header path, and reply.headers() costs Fastify's bookkeeping on every request.
+  const instrument = { maxCaptureBytes: amas.httpOptions.maxSharedBodyBytes, routeAtEnd: () => url, setLimitHeaders: 'at-write-head' as const };
 
   const settle = (admission: Admission, reply: FastifyReply, done: Done): void => {
     switch (admission.action) {
       case 'pass':
-        if (admission.ticket.headers !== undefined) reply.headers(admission.ticket.headers);
         instrumentResponse(reply.raw, admission.ticket, instrument);
         done();
         return;

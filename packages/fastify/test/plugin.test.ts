@@ -138,6 +138,31 @@ describe('rate limits', () => {
     expect(text.body).toMatch(/amas_http_requests_total\{route="\/chat",method="GET",status="429",outcome="rate_limited"\} 1/);
   });
 
+  it("sends limit headers with every admitted reply, and a handler's own header of the same name wins", async () => {
+    const app = await createApp(limited(new ManualClock()));
+    app.get('/plain', async () => ({ ok: true }));
+    app.get('/own', async (_req, reply) => {
+      reply.header('RateLimit', 'set-by-handler');
+      return { ok: true };
+    });
+    app.get('/raw', (_req, reply) => {
+      // A handler that writes the raw response itself still gets them.
+      reply.hijack();
+      reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+      reply.raw.end('raw');
+    });
+    const base = await listen(app);
+    const plain = await get(base, '/plain', { 'x-user': 'dora' });
+    expect(plain.headers.get('ratelimit')).toMatch(/^"[\w-]+";r=1;t=6[01]$/);
+    const own = await get(base, '/own', { 'x-user': 'erin' });
+    expect(own.headers.get('ratelimit')).toBe('set-by-handler');
+    expect(own.headers.get('ratelimit-policy')).toMatch(/^"[\w-]+";q=2;w=60$/);
+    const raw = await get(base, '/raw', { 'x-user': 'fay' });
+    expect(await raw.text()).toBe('raw');
+    expect(raw.headers.get('ratelimit')).toMatch(/^"[\w-]+";r=1;t=6[01]$/);
+    expect(raw.headers.get('x-response-time')).toMatch(/ms$/);
+  });
+
   it('limits each user id independently', async () => {
     const app = await createApp(limited(new ManualClock()));
     app.get('/chat', async () => 'ok');

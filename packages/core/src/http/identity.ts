@@ -39,7 +39,23 @@ export function resolveIdentity(req: NeutralRequest, options: IdentityOptions): 
   }
   if (user) return `user:${user}`;
   const address = clientAddress(req, options.trustProxy ?? false);
-  return address ? `ip:${address}` : 'anonymous';
+  return address ? ipIdentity(address) : 'anonymous';
+}
+
+const ipIdentities = new Map<string, string>();
+
+/**
+ * `ip:<address>`, the same string object for the same address: it keys the limiter's and dedup's maps on
+ * every request, and a string built afresh would be flattened and hashed again each time.
+ */
+function ipIdentity(address: string): string {
+  let identity = ipIdentities.get(address);
+  if (identity === undefined) {
+    identity = `ip:${address}`;
+    if (ipIdentities.size >= MAX_CACHED_ADDRESSES) ipIdentities.clear();
+    ipIdentities.set(address, identity);
+  }
+  return identity;
 }
 
 function userId(user: unknown): unknown {

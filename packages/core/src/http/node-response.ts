@@ -21,10 +21,12 @@ export interface InstrumentOptions {
   /** The route pattern when the framework only knows it after routing (Express app-level middleware). */
   routeAtEnd?: (res: ServerResponse) => string | undefined;
   /**
-   * false: the adapter sets `ticket.headers` (the rate-limit headers) through its framework instead (Fastify:
-   * `reply.headers()`), keeping Node on its fast writeHead path. Default true.
+   * When the rate-limit headers (`ticket.headers`) are set. 'now' (default): on the response, at once.
+   * 'at-write-head': added to the headers the framework hands to `writeHead` (Fastify does), unless the
+   * handler set a header of the same name, which wins as it would have over 'now'. That keeps Node on its
+   * fast writeHead path and skips the framework's own header bookkeeping, on every admitted request.
    */
-  setLimitHeaders?: boolean;
+  setLimitHeaders?: 'now' | 'at-write-head';
 }
 
 /**
@@ -39,25 +41,22 @@ export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, o
   // A later (route-level, nested) admission sets its own limit headers over an earlier one's: the more
   // specific limit is the one a client should see.
   const limitHeaders = ticket.headers;
-  if (limitHeaders !== undefined && options.setLimitHeaders !== false && !res.headersSent) {
+  const deferLimitHeaders = limitHeaders !== undefined && options.setLimitHeaders === 'at-write-head';
+  if (limitHeaders !== undefined && !deferLimitHeaders && !res.headersSent) {
     for (const name in limitHeaders) res.setHeader(name, limitHeaders[name]!);
   }
-  if (ticket.timed) timeHeaders(res, ticket);
+  if (ticket.timed || deferLimitHeaders) headersAtWriteHead(res, ticket, deferLimitHeaders);
   if (ticket.plan !== undefined) {
     // The response layer buffers the whole response anyway: dedup followers get it from there.
     captureForPlan(res, ticket, ticket.plan);
   } else if (ticket.leads) {
-    const maxCaptureBytes = options.maxCaptureBytes ?? Infinity;
-    ticket.startCapture = () => {
-      // Only a response not yet started can be captured whole.
-      if (res.headersSent || res.writableEnded) return false;
-      captureBody(res, ticket, maxCaptureBytes);
-      return true;
-    };
+    ticket.captureWith(startBodyCapture, res, options.maxCaptureBytes ?? Infinity);
   }
   const routeAtEnd = options.routeAtEnd;
   // 'close' follows 'finish' on every response, and comes alone on an aborted one: one listener covers both.
-  res.once('close', function closed(this: ServerResponse) {
+  // `on`, not `once`: a response closes once, finish() ignores a second call, and once's wrapper and removal
+  // showed up in the Fastify bench profile on every request.
+  res.on('close', function closed(this: ServerResponse) {
     ticket.finish({
       status: this.statusCode,
       aborted: !this.writableFinished,
@@ -67,39 +66,85 @@ export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, o
   });
 }
 
-interface TimedTicket {
+/**
+ * What the writeHead hook adds to one response: timing headers when the ticket is timed, and the rate-limit
+ * headers when they were deferred ('at-write-head').
+ */
+interface HeadTicket {
+  readonly timed: boolean;
+  readonly headers: Record<string, string> | undefined;
+  /** The limit headers wait for writeHead ('at-write-head'). Kept on the ticket: see HEAD_TICKET. */
+  limitHeadersAtWriteHead: boolean;
   elapsedMs(): string;
-  setTimingHeaders(res: ServerResponse): void;
 }
 /**
- * Where a response keeps the ticket waiting for its timing headers: a symbol-keyed property, shared by every
- * copy of this package through the global symbol registry (so one prototype hook serves them all).
+ * The one property AMAS adds to a response. One only: adding a property to an Express response (whose
+ * prototype Express swaps per request) measured several microseconds each on this machine, so whatever
+ * else the hook needs lives on the ticket.
  */
-const TIMED = Symbol.for('amas.timedTicket');
-type TimedResponse = ServerResponse & { [TIMED]?: TimedTicket | undefined };
-const PATCHED = Symbol.for('amas.writeHeadHook');
+const HEAD_TICKET = Symbol.for('amas.headTicket');
+type HookedResponse = ServerResponse & { [HEAD_TICKET]?: HeadTicket | undefined };
+// Not the first hook's symbol ('amas.writeHeadHook', which read 'amas.timedTicket'): an older copy of this
+// package in the same process must not make this copy skip installing the hook its responses rely on.
+const PATCHED = Symbol.for('amas.writeHeadHook.v2');
 
 /**
- * Sets the timing headers just before the response's headers are written. For node:http responses (Express,
- * Fastify, Nest) this is ONE hook on ServerResponse.prototype.writeHead, installed on first use, that reads
- * the ticket from the response: replacing `writeHead` on each response object instead measured about 10%
- * of Fastify's throughput. Responses that are not node:http ServerResponses (e.g. HTTP/2 compatibility
- * responses) get a per-object wrapper. Responses AMAS does not track pay one property read.
+ * Adds headers just before the response's headers are written. For node:http responses (Express, Fastify,
+ * Nest) this is ONE hook on ServerResponse.prototype.writeHead, installed on first use, that reads the ticket
+ * from the response: replacing `writeHead` on each response object instead measured about 10% of Fastify's
+ * throughput. Responses that are not node:http ServerResponses (e.g. HTTP/2 compatibility responses) get a
+ * per-object wrapper. Responses AMAS does not track pay one property read. The symbols are shared through
+ * the global registry, so one hook serves every copy of this package.
  */
-function timeHeaders(res: ServerResponse, ticket: RequestTicket): void {
+function headersAtWriteHead(res: ServerResponse, ticket: RequestTicket, deferLimitHeaders: boolean): void {
   if (res instanceof ServerResponse) {
     installWriteHeadHook();
-    const timed = res as TimedResponse;
-    if (timed[TIMED] === undefined) timed[TIMED] = ticket;
+    const hooked = res as HookedResponse;
+    if (hooked[HEAD_TICKET] === undefined) {
+      ticket.limitHeadersAtWriteHead = deferLimitHeaders;
+      hooked[HEAD_TICKET] = ticket;
+    }
     return;
   }
   const target = res as unknown as { writeHead: (...a: unknown[]) => ServerResponse };
   const previous = target.writeHead;
-  target.writeHead = function timedWriteHead(this: ServerResponse) {
-    if (!this.headersSent) ticket.setTimingHeaders(this);
+  target.writeHead = function writeHeadWithAmasHeaders(this: ServerResponse) {
+    if (!this.headersSent) setHeadHeaders(this, ticket, deferLimitHeaders);
     // eslint-disable-next-line prefer-rest-params
     return previous.apply(this, arguments as unknown as unknown[]);
   };
+}
+
+/** The slow path: headers added one by one (the framework set its own with setHeader). */
+function setHeadHeaders(res: ServerResponse, ticket: HeadTicket, limitHeaders: boolean): void {
+  const deferred = limitHeaders ? ticket.headers : undefined;
+  if (deferred !== undefined) for (const name in deferred) if (!res.hasHeader(name)) res.setHeader(name, deferred[name]!);
+  if (ticket.timed) {
+    const ms = ticket.elapsedMs();
+    res.setHeader('x-response-time', `${ms}ms`);
+    res.setHeader('server-timing', `total;dur=${ms}`);
+  }
+}
+
+/**
+ * The array forms writeHead takes (flat `[name, value, ...]` or `[[name, value], ...]`), with our headers
+ * appended in the same form: a copy, never the caller's array; duplicates such as two set-cookie survive.
+ */
+function withHeadHeaders(res: ServerResponse, headers: unknown[], ticket: HeadTicket, limitHeaders: boolean): unknown[] {
+  const nested = headers.length > 0 && Array.isArray(headers[0]);
+  const names = new Set<string>();
+  if (nested) for (const entry of headers as unknown[][]) names.add(String(entry[0]).toLowerCase());
+  else for (let i = 0; i < headers.length; i += 2) names.add(String(headers[i]).toLowerCase());
+  const copy = headers.slice();
+  const add = (name: string, value: string) => (nested ? copy.push([name, value]) : copy.push(name, value));
+  const deferred = limitHeaders ? ticket.headers : undefined;
+  if (deferred !== undefined) for (const name in deferred) if (!names.has(name) && !res.hasHeader(name)) add(name, deferred[name]!);
+  if (ticket.timed) {
+    const ms = ticket.elapsedMs();
+    add('x-response-time', `${ms}ms`);
+    add('server-timing', `total;dur=${ms}`);
+  }
+  return copy;
 }
 
 function installWriteHeadHook(): void {
@@ -107,39 +152,51 @@ function installWriteHeadHook(): void {
   if (proto[PATCHED]) return;
   const original = proto.writeHead as (...a: unknown[]) => ServerResponse;
   proto.writeHead = function writeHead(this: ServerResponse, statusCode: unknown, reasonOrHeaders?: unknown, maybeHeaders?: unknown) {
-    const ticket = (this as TimedResponse)[TIMED];
+    const hooked = this as HookedResponse;
+    const ticket = hooked[HEAD_TICKET];
     if (ticket !== undefined) {
-      (this as TimedResponse)[TIMED] = undefined;
+      hooked[HEAD_TICKET] = undefined;
       if (!this.headersSent) {
-        const ms = ticket.elapsedMs();
         const reason = typeof reasonOrHeaders === 'string';
         const headers = reason ? maybeHeaders : reasonOrHeaders;
         // When the framework hands its headers to writeHead (Fastify does), add ours to a copy of that object:
         // a setHeader() call here would move Node onto its slower merge-every-header path (about 4 us per
         // response, measured), and the caller's object may be shared, so it is never mutated.
-        if (headers !== null && typeof headers === 'object') {
-          let withTiming: unknown[] | Record<string, unknown>;
-          if (Array.isArray(headers)) {
-            withTiming = headers.concat('x-response-time', `${ms}ms`, 'server-timing', `total;dur=${ms}`);
-          } else {
-            // A plain copy loop, not `{ ...headers, extra }`: that spread-plus-keys form costs about 7 us per
-            // response here (measured), the loop well under one.
-            const copy: Record<string, unknown> = {};
-            for (const name in headers as Record<string, unknown>) copy[name] = (headers as Record<string, unknown>)[name];
+        if (headers !== null && typeof headers === 'object' && !Array.isArray(headers)) {
+          // A plain copy loop, not `{ ...headers, extra }`: that spread-plus-keys form costs about 7 us per
+          // response here (measured), the loop well under one.
+          const given = headers as Record<string, unknown>;
+          const copy: Record<string, unknown> = {};
+          for (const name in given) copy[name] = given[name];
+          const deferred = ticket.limitHeadersAtWriteHead ? ticket.headers : undefined;
+          // The framework's names are lower-case (Fastify's are); a handler's own header of the same name wins.
+          if (deferred !== undefined) for (const name in deferred) if (copy[name] === undefined && !this.hasHeader(name)) copy[name] = deferred[name];
+          if (ticket.timed) {
+            const ms = ticket.elapsedMs();
             copy['x-response-time'] = `${ms}ms`;
             copy['server-timing'] = `total;dur=${ms}`;
-            withTiming = copy;
           }
-          return reason ? original.call(this, statusCode, reasonOrHeaders, withTiming) : original.call(this, statusCode, withTiming);
+          return reason ? original.call(this, statusCode, reasonOrHeaders, copy) : original.call(this, statusCode, copy);
         }
-        this.setHeader('x-response-time', `${ms}ms`);
-        this.setHeader('server-timing', `total;dur=${ms}`);
+        if (Array.isArray(headers)) {
+          const withOurs = withHeadHeaders(this, headers, ticket, ticket.limitHeadersAtWriteHead);
+          return reason ? original.call(this, statusCode, reasonOrHeaders, withOurs) : original.call(this, statusCode, withOurs);
+        }
+        setHeadHeaders(this, ticket, ticket.limitHeadersAtWriteHead);
       }
     }
     // eslint-disable-next-line prefer-rest-params
     return original.apply(this, arguments as unknown as unknown[]);
   };
   Object.defineProperty(proto, PATCHED, { value: true });
+}
+
+/** A dedup leader's capture start (see RequestTicket.captureWith): only a response not yet started can be captured whole. */
+function startBodyCapture(ticket: RequestTicket, target: unknown, maxBytes: number): boolean {
+  const res = target as ServerResponse;
+  if (res.headersSent || res.writableEnded) return false;
+  captureBody(res, ticket, maxBytes);
+  return true;
 }
 
 /**
@@ -250,7 +307,7 @@ function captureForPlan(res: ServerResponse, ticket: RequestTicket, plan: Respon
     chunks.push(buffer);
     size += buffer.length;
   };
-  ticket.startCapture = () => !passing && !ended;
+  ticket.captureWith(() => !passing && !ended, undefined, max);
   res.writeHead = function writeHead(this: ServerResponse, statusCode: number, reasonOrHeaders?: unknown, maybeHeaders?: unknown) {
     if (plan.withdrawn) {
       restore();

@@ -1,4 +1,4 @@
-import type { LimitDecision } from '../policies/limit-decision.js';
+import type { LimitDecision, WindowState } from '../policies/limit-decision.js';
 
 export type RateLimitHeaderMode = 'draft' | 'legacy' | 'both' | false;
 
@@ -14,15 +14,18 @@ export function rateLimitHeaders(decision: LimitDecision, mode: RateLimitHeaderM
   if (!decision.allowed) headers['retry-after'] = String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
   if (mode === false || decision.windows.length === 0) return headers;
   if (mode === 'draft' || mode === 'both') {
-    const policy: string[] = [];
-    const state: string[] = [];
-    for (const w of decision.windows) {
-      const name = sfString(w.name);
-      policy.push(`${name};q=${w.limit};w=${Math.max(1, Math.ceil(w.windowMs / 1000))}`);
-      state.push(`${name};r=${Math.max(0, Math.floor(w.remaining))};t=${Math.max(0, Math.ceil(w.resetMs / 1000))}`);
+    // Built by concatenation rather than arrays and join(): this runs on every admitted request.
+    const windows = decision.windows;
+    let policy = '';
+    let state = '';
+    for (let i = 0; i < windows.length; i++) {
+      const w = windows[i]!;
+      const separator = i === 0 ? '' : ', ';
+      policy += separator + policyMember(w);
+      state += `${separator}${sfString(w.name)};r=${Math.max(0, Math.floor(w.remaining))};t=${Math.max(0, Math.ceil(w.resetMs / 1000))}`;
     }
-    headers['ratelimit-policy'] = policy.join(', ');
-    headers['ratelimit'] = state.join(', ');
+    headers['ratelimit-policy'] = policy;
+    headers['ratelimit'] = state;
   }
   if (mode === 'legacy' || mode === 'both') {
     let tightest = decision.windows[0]!;
@@ -32,6 +35,22 @@ export function rateLimitHeaders(decision: LimitDecision, mode: RateLimitHeaderM
     headers['x-ratelimit-reset'] = String(Math.max(0, Math.ceil(tightest.resetMs / 1000)));
   }
   return headers;
+}
+
+interface PolicyMember {
+  limit: number;
+  windowMs: number;
+  text: string;
+}
+const policies = new Map<string, PolicyMember>();
+
+/** `"name";q=<quota>;w=<window s>`: the same for every response of a limit, so kept per window name. */
+function policyMember(w: WindowState): string {
+  const cached = policies.get(w.name);
+  if (cached !== undefined && cached.limit === w.limit && cached.windowMs === w.windowMs) return cached.text;
+  const text = `${sfString(w.name)};q=${w.limit};w=${Math.max(1, Math.ceil(w.windowMs / 1000))}`;
+  if (policies.size < 1000) policies.set(w.name, { limit: w.limit, windowMs: w.windowMs, text });
+  return text;
 }
 
 const quoted = new Map<string, string>();

@@ -32,6 +32,13 @@ interface SeriesPair {
   histogram: HistogramSeries;
 }
 
+interface RawCombination {
+  method: string;
+  status: number;
+  outcome: string;
+  pair: SeriesPair;
+}
+
 export interface RequestMetricsNames {
   requests: string;
   duration: string;
@@ -42,6 +49,11 @@ export class RequestMetrics {
   private readonly histograms = new Map<string, HistogramSeries>();
   /** Raw (unnormalised) label combination -> its two series. Bounded: see `record`. */
   private readonly byKey = new Map<string, SeriesPair>();
+  /**
+   * The same, looked up without building a key: route -> the combinations seen on it. Routes are the same
+   * string objects request after request, and a route sees only a few method/status/outcome combinations.
+   */
+  private readonly byRoute = new Map<string | undefined, RawCombination[]>();
   private readonly buckets: number[];
 
   constructor(
@@ -102,14 +114,7 @@ export class RequestMetrics {
 
   /** Records one request: one Map lookup and a few number writes. */
   record(route: string | undefined, method: string, status: number, outcome: string, seconds: number): void {
-    const key = `${route}\u0000${method}\u0000${status}\u0000${outcome}`;
-    let pair = this.byKey.get(key);
-    if (pair === undefined) {
-      const l = this.labelsFor(route, method, status, outcome);
-      pair = { counter: this.counterSeries(l), histogram: this.histogramSeries(l) };
-      // Raw keys can vary more than normalised labels (routes beyond the cap share `other`): bound the cache.
-      if (this.byKey.size < 10_000) this.byKey.set(key, pair);
-    }
+    const pair = this.seriesPair(route, method, status, outcome);
     pair.counter.value++;
     const h = pair.histogram;
     h.count++;
@@ -118,6 +123,28 @@ export class RequestMetrics {
     let i = 0;
     while (i < buckets.length && seconds > buckets[i]!) i++;
     h.counts[i]!++;
+  }
+
+  private seriesPair(route: string | undefined, method: string, status: number, outcome: string): SeriesPair {
+    let seen = this.byRoute.get(route);
+    if (seen !== undefined) {
+      for (let i = 0; i < seen.length; i++) {
+        const c = seen[i]!;
+        if (c.status === status && c.method === method && c.outcome === outcome) return c.pair;
+      }
+    }
+    const key = `${route}\u0000${method}\u0000${status}\u0000${outcome}`;
+    let pair = this.byKey.get(key);
+    if (pair === undefined) {
+      const l = this.labelsFor(route, method, status, outcome);
+      pair = { counter: this.counterSeries(l), histogram: this.histogramSeries(l) };
+      // Raw keys can vary more than normalised labels (routes beyond the cap share `other`): bound the cache.
+      if (this.byKey.size < 10_000) this.byKey.set(key, pair);
+    }
+    // Both caches are bounded: at most 1000 routes, and 32 combinations a route (the rest use byKey).
+    if (seen === undefined && this.byRoute.size < 1000) this.byRoute.set(route, (seen = []));
+    if (seen !== undefined && seen.length < 32) seen.push({ method, status, outcome, pair });
+    return pair;
   }
 
   /** Removes both metrics from the registry. */
