@@ -73,17 +73,32 @@ export function instrumentResponse(res: ServerResponse, ticket: RequestTicket, o
 interface HeadTicket {
   readonly timed: boolean;
   readonly headers: Record<string, string> | undefined;
-  /** The limit headers wait for writeHead ('at-write-head'). Kept on the ticket: see HEAD_TICKET. */
+  /** The limit headers wait for writeHead ('at-write-head'). Kept on the ticket: see HEAD_TICKETS. */
   limitHeadersAtWriteHead: boolean;
   elapsedMs(): string;
 }
 /**
- * The one property AMAS adds to a response. One only: adding a property to an Express response (whose
- * prototype Express swaps per request) measured several microseconds each on this machine, so whatever
- * else the hook needs lives on the ticket.
+ * Where a response's ticket waits for its headers. A plain node:http response (Fastify, Nest on Fastify, a
+ * bare server) keeps it in a property, the cheapest there. Any other (Express swaps the prototype of every
+ * response) keeps it beside the response in a WeakMap: a property added to, or looked up and missing on,
+ * such a response misses V8's caches, and cost Express about 37k instructions a request against 2.4k the
+ * WeakMap would cost Fastify (callgrind, bench/instructions.mjs). Both are shared through the global symbol
+ * registry, so one hook serves every copy of this package.
  */
 const HEAD_TICKET = Symbol.for('amas.headTicket');
 type HookedResponse = ServerResponse & { [HEAD_TICKET]?: HeadTicket | undefined };
+const HEAD_TICKETS: WeakMap<ServerResponse, HeadTicket> = ((globalThis as Record<symbol, unknown>)[Symbol.for('amas.headTickets')] ??=
+  new WeakMap()) as WeakMap<ServerResponse, HeadTicket>;
+
+function headTicketOf(res: ServerResponse): HeadTicket | undefined {
+  return Object.getPrototypeOf(res) === ServerResponse.prototype ? (res as HookedResponse)[HEAD_TICKET] : HEAD_TICKETS.get(res);
+}
+
+function setHeadTicket(res: ServerResponse, ticket: HeadTicket | undefined): void {
+  if (Object.getPrototypeOf(res) === ServerResponse.prototype) (res as HookedResponse)[HEAD_TICKET] = ticket;
+  else if (ticket === undefined) HEAD_TICKETS.delete(res);
+  else HEAD_TICKETS.set(res, ticket);
+}
 // Not the first hook's symbol ('amas.writeHeadHook', which read 'amas.timedTicket'): an older copy of this
 // package in the same process must not make this copy skip installing the hook its responses rely on.
 const PATCHED = Symbol.for('amas.writeHeadHook.v2');
@@ -99,10 +114,9 @@ const PATCHED = Symbol.for('amas.writeHeadHook.v2');
 function headersAtWriteHead(res: ServerResponse, ticket: RequestTicket, deferLimitHeaders: boolean): void {
   if (res instanceof ServerResponse) {
     installWriteHeadHook();
-    const hooked = res as HookedResponse;
-    if (hooked[HEAD_TICKET] === undefined) {
+    if (headTicketOf(res) === undefined) {
       ticket.limitHeadersAtWriteHead = deferLimitHeaders;
-      hooked[HEAD_TICKET] = ticket;
+      setHeadTicket(res, ticket);
     }
     return;
   }
@@ -152,10 +166,9 @@ function installWriteHeadHook(): void {
   if (proto[PATCHED]) return;
   const original = proto.writeHead as (...a: unknown[]) => ServerResponse;
   proto.writeHead = function writeHead(this: ServerResponse, statusCode: unknown, reasonOrHeaders?: unknown, maybeHeaders?: unknown) {
-    const hooked = this as HookedResponse;
-    const ticket = hooked[HEAD_TICKET];
+    const ticket = headTicketOf(this);
     if (ticket !== undefined) {
-      hooked[HEAD_TICKET] = undefined;
+      setHeadTicket(this, undefined);
       if (!this.headersSent) {
         const reason = typeof reasonOrHeaders === 'string';
         const headers = reason ? maybeHeaders : reasonOrHeaders;
