@@ -68,6 +68,7 @@ const GROUPS = {
       { id: 'bare', label: 'Express 5 bare', baseline: true },
       { id: 'amas', label: 'amasMiddleware (limit+breaker+dedup+metrics)', target: 0.92 },
       { id: 'express-rate-limit', label: 'express-rate-limit alone' },
+      { id: 'bare-headers', label: "bare + AMAS's 4 response headers, constant (ceiling)" },
     ],
   },
   'http-fastify': {
@@ -78,6 +79,7 @@ const GROUPS = {
       { id: 'bare', label: 'Fastify 5 bare', baseline: true },
       { id: 'amas', label: '@amas/fastify (limit+breaker+dedup+metrics)', target: 0.88 },
       { id: 'fastify-rate-limit', label: '@fastify/rate-limit alone' },
+      { id: 'bare-headers', label: "bare + AMAS's 4 response headers, constant (ceiling)" },
     ],
   },
   // I/O-bound: 64 concurrent callers looping `await check()` for a fixed time (bench/lib/concurrent-harness.mjs).

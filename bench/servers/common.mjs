@@ -26,6 +26,18 @@ export const amasOptions = {
  */
 export const dedup = process.env.AMAS_BENCH_DEDUP !== '0';
 
+/**
+ * The four headers an AMAS server variant adds to every passed response, with values of the same length as
+ * in a run: the `bare-headers` variants send them as constants (no limit, breaker, dedup or metrics), so
+ * their row is the ceiling any rate limiter that sends these headers can reach on this machine.
+ */
+export const AMAS_RESPONSE_HEADERS = {
+  'ratelimit-policy': '"perIp";q=1000000000;w=60',
+  ratelimit: '"perIp";r=999999998;t=60',
+  'x-response-time': '0.365ms',
+  'server-timing': 'total;dur=0.365',
+};
+
 export function ready(port) {
   process.stdout.write(`${JSON.stringify({ ready: true, port, pid: process.pid })}\n`);
 }

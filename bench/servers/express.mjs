@@ -1,20 +1,27 @@
 /**
- * Express 5 bench server. Variants: bare | amas | express-rate-limit, and with a limit kept in Redis
+ * Express 5 bench server. Variants: bare | bare-headers (bare plus AMAS's four response headers as constants) |
+ * amas | express-rate-limit, and with a limit kept in Redis
  * (127.0.0.1:6379, a key prefix of this process's own, deleted on exit): amas-redis | express-rate-limit-redis.
  */
 import express from 'express';
 import { amasMiddleware } from '@amas/express';
 import { rateLimit } from 'express-rate-limit';
-import { amasOptions, BODY, dedup, exitOnSignal, LIMIT, parseArgs, ready } from './common.mjs';
+import { AMAS_RESPONSE_HEADERS, amasOptions, BODY, dedup, exitOnSignal, LIMIT, parseArgs, ready } from './common.mjs';
 import { amasRedisOptions, redisServerState } from './redis-common.mjs';
 
-const { variant, port } = parseArgs(['bare', 'amas', 'express-rate-limit', 'amas-redis', 'express-rate-limit-redis']);
+const { variant, port } = parseArgs(['bare', 'bare-headers', 'amas', 'express-rate-limit', 'amas-redis', 'express-rate-limit-redis']);
 const app = express();
 app.disable('x-powered-by');
 let amas;
 let redis; // Redis variants: { prefix, client, cleanup() }
 
-if (variant === 'amas') {
+if (variant === 'bare-headers') {
+  // What amasMiddleware does with its headers (setHeader before the handler), minus every decision.
+  app.use((_req, res, next) => {
+    for (const name in AMAS_RESPONSE_HEADERS) res.setHeader(name, AMAS_RESPONSE_HEADERS[name]);
+    next();
+  });
+} else if (variant === 'amas') {
   // limit + breaker + dedup + metrics, all through the middleware options.
   amas = amasMiddleware({ ...amasOptions, http: { ...amasOptions.http, dedup } });
   app.use(amas);

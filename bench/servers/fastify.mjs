@@ -1,12 +1,13 @@
 /**
- * Fastify 5 bench server. Variants: bare | amas | fastify-rate-limit, and with a limit kept in Redis
+ * Fastify 5 bench server. Variants: bare | bare-headers (bare plus AMAS's four response headers as constants) |
+ * amas | fastify-rate-limit, and with a limit kept in Redis
  * (127.0.0.1:6379, a key prefix of this process's own, deleted on exit): amas-redis | fastify-rate-limit-redis.
  */
 import Fastify from 'fastify';
-import { amasOptions, BODY, dedup, exitOnSignal, LIMIT, parseArgs, ready } from './common.mjs';
+import { AMAS_RESPONSE_HEADERS, amasOptions, BODY, dedup, exitOnSignal, LIMIT, parseArgs, ready } from './common.mjs';
 import { amasRedisOptions, redisServerState } from './redis-common.mjs';
 
-const { variant, port } = parseArgs(['bare', 'amas', 'fastify-rate-limit', 'amas-redis', 'fastify-rate-limit-redis']);
+const { variant, port } = parseArgs(['bare', 'bare-headers', 'amas', 'fastify-rate-limit', 'amas-redis', 'fastify-rate-limit-redis']);
 const app = Fastify({ logger: false });
 let routeConfig = {};
 let redis; // Redis variants: { prefix, client, cleanup() }
@@ -32,6 +33,16 @@ if (variant === 'amas') {
   const { default: rateLimit } = await import('@fastify/rate-limit');
   redis = await redisServerState('fastify-frl', { client: true });
   await app.register(rateLimit, { max: LIMIT, timeWindow: redis.windowMs, redis: redis.client, nameSpace: `${redis.prefix}frl-` });
+}
+
+if (variant === 'bare-headers') {
+  // What any plugin that sends these headers does at least (an onRequest hook), minus every decision.
+  routeConfig = {
+    onRequest: (_req, reply, done) => {
+      reply.headers(AMAS_RESPONSE_HEADERS);
+      done();
+    },
+  };
 }
 
 app.get('/hello', routeConfig, (_req, reply) => {
