@@ -130,4 +130,27 @@ describe('instrumentResponse on a plain node:http server', () => {
     expect(res.headers.get('x-response-time')).toBeNull();
     await amas.close();
   });
+
+  it('finds the ticket of a response whose prototype changes between admission and writeHead (an Express mounted app)', async () => {
+    const amas = createAmas({ logger: silentLogger, limits: { l: { limit: 5, window: '1m' } } });
+    const route = amas.http.compile({ limit: 'l' }, '/t');
+    const plainProto = http.ServerResponse.prototype;
+    const url = await serve((req, res) => {
+      const swapped = Object.create(http.ServerResponse.prototype);
+      // /to-custom: tracked as a plain response, written as a custom one; /to-plain: the other way round.
+      if (req.url === '/to-plain') Object.setPrototypeOf(res, swapped);
+      const admission = amas.http.admit({ method: 'GET', url: '/t', headers: req.headers, ip: req.socket.remoteAddress }, route);
+      if (admission instanceof Promise || admission.action !== 'pass') throw new Error('expected pass');
+      instrumentResponse(res, admission.ticket, { setLimitHeaders: 'at-write-head' });
+      Object.setPrototypeOf(res, req.url === '/to-plain' ? plainProto : swapped);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+    });
+    for (const path of ['/to-custom', '/to-plain']) {
+      const res = await fetch(url + path);
+      expect(res.headers.get('x-response-time'), path).toMatch(/ms$/);
+      expect(res.headers.get('ratelimit'), path).toMatch(/^"l";r=\d;t=60$/);
+    }
+    await amas.close();
+  });
 });

@@ -81,24 +81,52 @@ interface HeadTicket {
  * Where a response's ticket waits for its headers. A plain node:http response (Fastify, Nest on Fastify, a
  * bare server) keeps it in a property, the cheapest there. Any other (Express swaps the prototype of every
  * response) keeps it beside the response in a WeakMap: a property added to, or looked up and missing on,
- * such a response misses V8's caches, and cost Express about 37k instructions a request against 2.4k the
- * WeakMap would cost Fastify (callgrind, bench/instructions.mjs). Both are shared through the global symbol
- * registry, so one hook serves every copy of this package.
+ * such a response misses V8's caches, and cost Express 35-45k instructions a request against 2.4k the
+ * WeakMap would cost Fastify (callgrind, bench/instructions.mjs). The hook tries the other place second, so
+ * a response whose prototype changes in between (a mounted sub-app) still gets its headers. Both are shared
+ * through the global symbol registry, so one hook serves every copy of this package.
  */
 const HEAD_TICKET = Symbol.for('amas.headTicket');
 type HookedResponse = ServerResponse & { [HEAD_TICKET]?: HeadTicket | undefined };
 const HEAD_TICKETS: WeakMap<ServerResponse, HeadTicket> = ((globalThis as Record<symbol, unknown>)[Symbol.for('amas.headTickets')] ??=
   new WeakMap()) as WeakMap<ServerResponse, HeadTicket>;
 
-function headTicketOf(res: ServerResponse): HeadTicket | undefined {
-  return Object.getPrototypeOf(res) === ServerResponse.prototype ? (res as HookedResponse)[HEAD_TICKET] : HEAD_TICKETS.get(res);
+function isPlainResponse(res: ServerResponse): boolean {
+  return Object.getPrototypeOf(res) === ServerResponse.prototype;
 }
 
-function setHeadTicket(res: ServerResponse, ticket: HeadTicket | undefined): void {
-  if (Object.getPrototypeOf(res) === ServerResponse.prototype) (res as HookedResponse)[HEAD_TICKET] = ticket;
-  else if (ticket === undefined) HEAD_TICKETS.delete(res);
+/** A ticket already waiting where this response keeps it now (a second admission of a request leaves it). */
+function peekHeadTicket(res: ServerResponse): HeadTicket | undefined {
+  return isPlainResponse(res) ? (res as HookedResponse)[HEAD_TICKET] : HEAD_TICKETS.get(res);
+}
+
+/** The response's ticket, removed from wherever it waited (undefined for responses AMAS does not track). */
+function takeHeadTicket(res: ServerResponse): HeadTicket | undefined {
+  const hooked = res as HookedResponse;
+  const plain = isPlainResponse(res);
+  if (plain) {
+    const ticket = hooked[HEAD_TICKET];
+    if (ticket !== undefined) {
+      hooked[HEAD_TICKET] = undefined;
+      return ticket;
+    }
+  }
+  const kept = HEAD_TICKETS.get(res);
+  if (kept !== undefined) {
+    HEAD_TICKETS.delete(res);
+    return kept;
+  }
+  if (plain) return undefined;
+  const ticket = hooked[HEAD_TICKET];
+  if (ticket !== undefined) hooked[HEAD_TICKET] = undefined;
+  return ticket;
+}
+
+function putHeadTicket(res: ServerResponse, ticket: HeadTicket): void {
+  if (isPlainResponse(res)) (res as HookedResponse)[HEAD_TICKET] = ticket;
   else HEAD_TICKETS.set(res, ticket);
 }
+
 // Not the first hook's symbol ('amas.writeHeadHook', which read 'amas.timedTicket'): an older copy of this
 // package in the same process must not make this copy skip installing the hook its responses rely on.
 const PATCHED = Symbol.for('amas.writeHeadHook.v2');
@@ -108,15 +136,14 @@ const PATCHED = Symbol.for('amas.writeHeadHook.v2');
  * Nest) this is ONE hook on ServerResponse.prototype.writeHead, installed on first use, that reads the ticket
  * from the response: replacing `writeHead` on each response object instead measured about 10% of Fastify's
  * throughput. Responses that are not node:http ServerResponses (e.g. HTTP/2 compatibility responses) get a
- * per-object wrapper. Responses AMAS does not track pay one property read. The symbols are shared through
- * the global registry, so one hook serves every copy of this package.
+ * per-object wrapper. Responses AMAS does not track pay two lookups (see HEAD_TICKET).
  */
 function headersAtWriteHead(res: ServerResponse, ticket: RequestTicket, deferLimitHeaders: boolean): void {
   if (res instanceof ServerResponse) {
     installWriteHeadHook();
-    if (headTicketOf(res) === undefined) {
+    if (peekHeadTicket(res) === undefined) {
       ticket.limitHeadersAtWriteHead = deferLimitHeaders;
-      setHeadTicket(res, ticket);
+      putHeadTicket(res, ticket);
     }
     return;
   }
@@ -166,9 +193,8 @@ function installWriteHeadHook(): void {
   if (proto[PATCHED]) return;
   const original = proto.writeHead as (...a: unknown[]) => ServerResponse;
   proto.writeHead = function writeHead(this: ServerResponse, statusCode: unknown, reasonOrHeaders?: unknown, maybeHeaders?: unknown) {
-    const ticket = headTicketOf(this);
+    const ticket = takeHeadTicket(this);
     if (ticket !== undefined) {
-      setHeadTicket(this, undefined);
       if (!this.headersSent) {
         const reason = typeof reasonOrHeaders === 'string';
         const headers = reason ? maybeHeaders : reasonOrHeaders;

@@ -592,11 +592,6 @@ export class RequestTicket {
     if (this.remote !== undefined && !start(this, target, maxBytes)) this.shareRemote(undefined);
   }
 
-  /** True when the adapter layer set how to capture this leader's response (`captureWith`). */
-  get capturable(): boolean {
-    return this.captureStart !== undefined;
-  }
-
   /** @internal */
   lead(key: string, flights: Map<string, RequestTicket>): void {
     this.flightKey = key;
