@@ -1,8 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidOptionError } from '../../src/errors.js';
 import { ExactVectorIndex } from '../../src/semantic/exact-index.js';
 import { HnswVectorIndex } from '../../src/semantic/hnsw-index.js';
 import { AutoVectorIndex, createVectorIndex, type VectorIndex } from '../../src/semantic/vector-index.js';
+
+// Several tests here are long synchronous computations (5,000 x 512-dim recall, TTL churn: up to 25 s each
+// on a slow VM, 62 s for the file). CI once failed with "[vitest-worker]: Timeout calling onTaskUpdate" (an
+// RPC reply the worker did not read within 60 s) with every test passing: between tests the worker gets
+// promise turns only, not a turn of its event loop. A macrotask turn after each test lets the reply in.
+afterEach(() => new Promise<void>((resolve) => setImmediate(resolve)));
 
 // ---------------------------------------------------------------------------------------------------------
 // Data helpers (seeded, so every run sees the same vectors)
