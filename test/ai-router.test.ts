@@ -6,12 +6,11 @@
  * capped). The router's clock is a ManualClock, so ejection times, backoffs and Retry-After waits are driven
  * by the test; only the HTTP is real. No timed assertions.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BreakerOpenError, createAmas, ManualClock, retryAfterFromError, silentLogger, TimeoutError } from '@amas/core';
 import { startMockProvider, type MockProvider } from '@amas/loadtest';
+import { startSilentServer } from './support/silent-server.js';
 // Not exported from @amas/core's index yet: imported from the sources.
 import { ModelRouter, ProviderClient, routeAttemptsOf, UpstreamError, type EndpointConfig, type ModelRouterEvents, type ModelRouterOptions, type ProviderTransport, type UpstreamRequest, type UpstreamStream } from '@amas/core';
 
@@ -271,30 +270,16 @@ describe.each(transports)('ModelRouter over real HTTP via %s', (_name, makeTrans
   });
 
   it('attemptTimeoutMs aborts a provider that never answers (or never starts its stream) and retries on another', async () => {
-    // A real server that takes requests and never answers: one that stays silent, one that sends stream headers only.
-    const open = new Set<import('node:http').ServerResponse>();
-    let closedByClient = 0;
-    const silent = createServer((req, res) => {
-      open.add(res);
-      req.resume();
-      if (req.headers['x-stall-stream'] === '1') {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.flushHeaders();
-      }
-      res.on('close', () => {
-        open.delete(res);
-        if (!res.writableEnded) closedByClient++;
-      });
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    // A real server that takes requests and never answers: silent, or stream headers only (x-stall-stream).
+    const silent = await startSilentServer();
+    const url = silent.url;
     try {
       const { router, clock } = makeRouter({
         m: { attemptTimeoutMs: 300, retry: { baseDelayMs: 0 }, endpoints: [{ id: 'silent', url }, endpoint(0)] },
         s: { attemptTimeoutMs: 300, retry: { baseDelayMs: 0 }, endpoints: [{ id: 'stalled', url, headers: { 'x-stall-stream': '1' } }, endpoint(1)] },
       });
       const pending = router.chat(body('m'));
-      await waitFor(() => open.size === 1, 'the silent server to hold the request');
+      await waitFor(() => silent.held === 1, 'the silent server to hold the request');
       await clock.advance(300);
       const result = await pending;
       expect(result.attempts.map((a) => [a.endpoint, a.error?.constructor.name ?? a.status])).toEqual([
@@ -302,10 +287,10 @@ describe.each(transports)('ModelRouter over real HTTP via %s', (_name, makeTrans
         ['p0', 200],
       ]);
       expect(json(result.response.body).model).toBe('m');
-      await waitFor(() => closedByClient === 1, 'the timed-out request to be aborted');
+      await waitFor(() => silent.abortedByClient === 1, 'the timed-out request to be aborted');
 
       const streaming = router.chatStream({ ...body('s'), stream: true });
-      await waitFor(() => open.size === 1, 'the stalled stream to start');
+      await waitFor(() => silent.held === 1, 'the stalled stream to start');
       await clock.advance(300);
       const stream = await streaming;
       expect(stream.attempts.map((a) => [a.endpoint, a.error?.constructor.name ?? a.status])).toEqual([
@@ -313,30 +298,18 @@ describe.each(transports)('ModelRouter over real HTTP via %s', (_name, makeTrans
         ['p1', 200],
       ]);
       expect(await readAll(stream.response)).toContain('[DONE]');
-      await waitFor(() => closedByClient === 2, 'the stalled stream to be aborted');
+      await waitFor(() => silent.abortedByClient === 2, 'the stalled stream to be aborted');
       expect(router.stats().m.endpoints[0]).toMatchObject({ outstanding: 0, errors: 1 });
     } finally {
-      for (const res of open) res.destroy();
-      silent.closeAllConnections(); // idle keep-alive sockets would hold close() up
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
     }
   });
 });
 
 describe('amas.ai with a per-call attemptTimeoutMs', () => {
   it('passes it to the router: a provider that never answers fails the call as a 504 timeout, and the request is aborted', async () => {
-    const held = new Set<import('node:http').ServerResponse>();
-    let aborted = 0;
-    const silent = createServer((req, res) => {
-      held.add(res);
-      req.resume();
-      res.on('close', () => {
-        held.delete(res);
-        aborted++;
-      });
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const silent = await startSilentServer();
+    const url = silent.url;
     const amas = createAmas({ logger: silentLogger, ai: { models: { m: { retry: { maxAttempts: 1 }, endpoints: [{ url, apiKey: 'sk-test' }] } } } });
     try {
       const error = await amas.ai.chat(body('m'), { user: 'alice', attemptTimeoutMs: 100 }).then(
@@ -345,13 +318,11 @@ describe('amas.ai with a per-call attemptTimeoutMs', () => {
       );
       expect(error).toBeInstanceOf(TimeoutError);
       expect((error as TimeoutError).status).toBe(504);
-      await waitFor(() => aborted === 1, 'the upstream request to be aborted');
+      await waitFor(() => silent.abortedByClient === 1, 'the upstream request to be aborted');
       await expect(amas.ai.chat(body('m'), { attemptTimeoutMs: -5 })).rejects.toThrow(RangeError);
     } finally {
       await amas.close();
-      for (const res of held) res.destroy();
-      silent.closeAllConnections();
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
     }
   });
 });
