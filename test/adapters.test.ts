@@ -17,6 +17,7 @@ import { InvalidOptionError, ManualClock, silentLogger, type Amas, type AmasOpti
 import { amasMiddleware } from '@amas/express';
 import amasPlugin from '@amas/fastify';
 import { AMAS, AmasModule, CircuitProtected, Deduplicate, RateLimit } from '@amas/nestjs';
+import { waitUntil } from './support/redis-servers.js';
 
 interface Upstream {
   healthy: boolean;
@@ -50,7 +51,7 @@ const BURST = 50;
  * the test does not depend on 50 requests arriving within a fixed time of the first one.
  */
 async function slowUpstream(): Promise<void> {
-  for (let waited = 0; burstArrivals < BURST && waited < 10_000; waited += 10) await sleep(10);
+  await waitUntil('every request of the dedup burst to reach the app', async () => burstArrivals >= BURST, { timeoutMs: 10_000, intervalMs: 10 });
   await sleep(300);
 }
 
